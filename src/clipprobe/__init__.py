@@ -1,0 +1,3 @@
+"""clipprobe: measure what frozen CLIP features know."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,286 @@
+"""Frozen CLIP features: images streamed from uint8 arrays (GPU fast path, CPU fallback) and class prompts.
+
+Images never pass through PIL or a DataLoader: uint8 batches go to the device (on CUDA from pinned staging
+buffers, copied on a side stream while the previous batch computes) and are resized and normalised there.
+`preprocess_uint8` reproduces open_clip's eval transform (PIL bicubic resize of the shortest side, centre
+crop, normalise) to within one grey level: like PIL it resamples the width, then the height, and rounds to
+uint8 after each pass; torch's antialiased bicubic uses PIL's kernel (a = -0.5). On CUDA the towers run under
+bf16 autocast (ResNets in channels_last); on CPU everything is float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
+from open_clip.transformer import VisionTransformer
+from tqdm import tqdm
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.runtime import show_progress
+
+# maps a preprocessed (B, 3, S, S) batch to {"image": (B, D)} and, for pre-projection encoders, "image_pre"
+Encoder = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def preprocess_uint8(
+    images: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """open_clip's eval preprocessing on a uint8 batch, on whatever device the batch lives.
+
+    Parameters
+    ----------
+    images : (B, H, W, 3) uint8 tensor
+    image_size : side S of the square model input; the shortest side is resized to S, then centre-cropped
+    mean, std : per-channel normalisation for pixels in [0, 1]
+
+    Returns
+    -------
+    (B, 3, S, S) float32 tensor
+    """
+    x = images.permute(0, 3, 1, 2).float()  # (B, 3, H, W) in [0, 255]
+    x = _center_crop(_resize_shortest(x, image_size), image_size)
+    mean_255 = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255
+    std_255 = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255
+    return (x - mean_255) / std_255
+
+
+def _resize_shortest(x: torch.Tensor, size: int) -> torch.Tensor:
+    """torchvision Resize(size) on PIL: shortest side to `size`, long side int(size * long / short)."""
+    height, width = x.shape[-2:]
+    new_long = int(size * max(height, width) / min(height, width))
+    out_h, out_w = (size, new_long) if height <= width else (new_long, size)
+    if out_w != width:  # PIL's horizontal pass comes first
+        x = _resample(x, (height, out_w))
+    if out_h != height:
+        x = _resample(x, (out_h, out_w))
+    return x
+
+
+def _resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return x.clamp_(0, 255).add_(0.5).floor_()  # PIL stores each pass as uint8, rounding halves up
+
+
+def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = x.shape[-2:]
+    top, left = round((height - size) / 2), round((width - size) / 2)  # torchvision's offsets
+    return x[..., top : top + size, left : left + size]
+
+
+def embed_images(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    device: torch.device,
+    batch_size: int,
+    pre_projection: bool = False,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Image features of a uint8 array, streamed in batches (memory bounded by the batch, not the dataset).
+
+    The model is moved to `device` and put in eval mode.
+
+    Parameters
+    ----------
+    model : open_clip CLIP model
+    images : (N, H, W, 3) uint8 array, may be a read-only memmap
+    device : where to compute; CUDA takes the bf16 fast path, CPU computes in float32
+    pre_projection : also return the tower's features before its final projection (the CLIP paper's probe
+        features): the pooled token before `proj` (ViT), the attention-pool output before `c_proj` (ResNet)
+
+    Returns
+    -------
+    dict of float32 CPU tensors: "image" (N, D) raw `encode_image` output, "image_norm" (N, D) L2-normalised,
+    and with `pre_projection` "image_pre" (N, P)
+    """
+    _check_images(images)
+    if batch_size < 1:
+        raise ClipprobeError(f"batch_size: must be >= 1 (got {batch_size})")
+    encode = _pre_projection_encoder(model.visual) if pre_projection else _projected_encoder(model)
+    image_size, mean, std = _preprocess_cfg(model)
+    model.eval().to(device)
+    channels_last = device.type == "cuda" and isinstance(model.visual, ModifiedResNet)
+    if channels_last:
+        model.visual.to(memory_format=torch.channels_last)
+
+    chunks: dict[str, list[torch.Tensor]] = {}
+    batches = _device_batches(images, batch_size, device)
+    total = math.ceil(len(images) / batch_size)
+    for batch in tqdm(batches, total=total, desc="embed images", disable=not (progress and show_progress())):
+        for key, value in _embed_batch(encode, batch, image_size, mean, std, channels_last).items():
+            chunks.setdefault(key, []).append(value)
+    # concatenated outside inference mode, so callers get ordinary tensors they may train on
+    features = {key: torch.cat(values).cpu() for key, values in chunks.items()}
+    features["image_norm"] = F.normalize(features["image"], dim=-1)
+    return features
+
+
+def _check_images(images: np.ndarray) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise ClipprobeError(
+            f"images: need a non-empty uint8 (N, H, W, 3) array (got {images.dtype} {tuple(images.shape)})"
+        )
+
+
+def _preprocess_cfg(model: torch.nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """Input size, mean and std the model was built with (open_clip keeps them on `model.visual`)."""
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    height, width = open_clip.transform.to_2tuple(cfg["size"])
+    if height != width:
+        raise ClipprobeError(f"model image_size: only square inputs are supported (got {height}x{width})")
+    for key, supported in (("resize_mode", "shortest"), ("interpolation", "bicubic")):
+        if cfg.get(key, supported) != supported:
+            raise ClipprobeError(
+                f"model preprocess {key}: only {supported!r} is supported (got {cfg[key]!r})"
+            )
+    mean = tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
+    std = tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
+    return height, mean, std
+
+
+def _device_batches(images: np.ndarray, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """(B, H, W, 3) uint8 batches on `device`, in order.
+
+    On CUDA each batch is read into one of two pinned buffers and copied on a side stream, so the copy of
+    batch k + 1 overlaps the compute of batch k; a buffer is refilled only once the compute on the batch it
+    last held has finished, which also bounds the batches in flight to two.
+    """
+    starts = range(0, len(images), batch_size)
+    if device.type != "cuda":
+        for start in starts:  # np.array copies: torch.from_numpy warns on a read-only memmap
+            yield torch.from_numpy(np.array(images[start : start + batch_size]))
+        return
+    compute = torch.cuda.current_stream(device)
+    copy = torch.cuda.Stream(device)
+    shape = (min(batch_size, len(images)), *images.shape[1:])
+    staging = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+    consumed: list[torch.cuda.Event | None] = [None, None]
+    for k, start in enumerate(starts):
+        slot = k % 2
+        if consumed[slot] is not None:
+            consumed[slot].synchronize()
+        chunk = images[start : start + batch_size]
+        staging[slot].numpy()[: len(chunk)] = chunk
+        with torch.cuda.stream(copy):
+            batch = staging[slot][: len(chunk)].to(device, non_blocking=True)
+        compute.wait_stream(copy)
+        batch.record_stream(compute)  # so the allocator cannot reuse it before the compute is done
+        yield batch
+        consumed[slot] = compute.record_event()  # the consumer has queued its work on this batch
+
+
+def _projected_encoder(model: torch.nn.Module) -> Encoder:
+    return lambda x: {"image": model.encode_image(x)}
+
+
+def _pre_projection_encoder(visual: torch.nn.Module) -> Encoder:
+    """One forward pass that returns both the projected and the pre-projection features."""
+    if isinstance(visual, VisionTransformer):
+        return lambda x: _vit_features(visual, x)
+    if isinstance(visual, ModifiedResNet):
+        return lambda x: _resnet_features(visual, x)
+    raise ClipprobeError(
+        "pre_projection: supported for VisionTransformer and ModifiedResNet towers "
+        f"(got {type(visual).__name__})"
+    )
+
+
+def _vit_features(visual: VisionTransformer, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    # VisionTransformer.forward with the projection split off (`proj` is a bare parameter: no hook point)
+    pooled, _ = visual._pool(visual.transformer(visual._embeds(x)))  # (B, width)
+    return {"image": pooled @ visual.proj, "image_pre": pooled}
+
+
+def _resnet_features(visual: ModifiedResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    for stage in (visual.stem, visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = stage(x)  # ends as (B, C, h, w), the pre-attnpool map
+    pre = _attnpool_without_c_proj(visual.attnpool, x)  # (B, C)
+    return {"image": visual.attnpool.c_proj(pre), "image_pre": pre}
+
+
+def _attnpool_without_c_proj(pool: AttentionPool2d, x: torch.Tensor) -> torch.Tensor:
+    """AttentionPool2d.forward up to its output projection.
+
+    open_clip folds `c_proj` into F.multi_head_attention_forward, so a hook on it never fires. Only the
+    mean token's query is computed: the pool returns that token alone.
+    """
+    batch, width = x.shape[:2]
+    heads = pool.num_heads
+    x = x.flatten(2).transpose(1, 2)  # (B, hw, C)
+    x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # (B, hw+1, C): mean token first
+    x = x + pool.positional_embedding.to(x.dtype)
+    q = pool.q_proj(x[:, :1]).view(batch, 1, heads, -1).transpose(1, 2)  # (B, heads, 1, C/heads)
+    k = pool.k_proj(x).view(batch, x.shape[1], heads, -1).transpose(1, 2)  # (B, heads, hw+1, C/heads)
+    v = pool.v_proj(x).view(batch, x.shape[1], heads, -1).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, 1, C/heads)
+    return out.transpose(1, 2).reshape(batch, width)
+
+
+@torch.inference_mode()
+def _embed_batch(
+    encode: Encoder,
+    batch: torch.Tensor,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    channels_last: bool,
+) -> dict[str, torch.Tensor]:
+    x = preprocess_uint8(batch, image_size, mean, std)  # (B, 3, S, S) float32
+    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    with _autocast(batch.device):
+        features = encode(x)
+    return {key: value.float() for key, value in features.items()}
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def embed_texts(
+    model: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    class_names: list[str],
+    templates: list[str],
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Raw text embeddings of every (template, class) prompt, in float32.
+
+    Parameters
+    ----------
+    class_names : C names, put into each template's `{}` as they are
+    templates : T templates with one `{}` each (see clipprobe.templates)
+
+    Returns
+    -------
+    (T, C, D) float32 CPU tensor, template-major: [t, c] embeds templates[t] filled with class_names[c]
+    """
+    bad = [t for t in templates if t.count("{}") != 1]
+    if not templates or bad:
+        raise ClipprobeError(
+            f"templates: need at least one, each with exactly one '{{}}' (got {bad or templates})"
+        )
+    if not class_names:
+        raise ClipprobeError("class_names: need at least one class name (got none)")
+    texts = [template.replace("{}", name) for template in templates for name in class_names]
+    model.eval().to(device)
+    chunks = [
+        _encode_texts(model, tokenizer(texts[i : i + batch_size]).to(device))
+        for i in range(0, len(texts), batch_size)
+    ]
+    return torch.cat(chunks).cpu().view(len(templates), len(class_names), -1)
+
+
+@torch.inference_mode()
+def _encode_texts(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    return model.encode_text(tokens).float()  # (B, D)

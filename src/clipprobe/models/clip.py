@@ -1,0 +1,184 @@
+"""open_clip CLIPs by ``(arch, pretrained)``: create (scratch, tag or checkpoint file), save and reload.
+
+``pretrained`` is one of
+- ``"scratch"``: random init (the tiny shapes-world models are then pretrained by ``pretrain.py``);
+- an open_clip tag for ``arch`` (``openai`` for ViT-B-32 / RN50): fetched through open_clip into
+  ``cache_dir``; when it is not cached and cannot be downloaded, one ClipprobeError says which file to get;
+- a path to a checkpoint file (open_clip's ``pretrained=<path>`` route, strict load, ``weights_only``).
+
+A tag trained with QuickGELU (every ``openai`` tag) gets QuickGELU here, as open_clip's ``-quickgelu``
+names do; a plain ``ViT-B-32`` with GELU would load those weights without error and give worse features.
+A checkpoint *path* carries no such flag: pick the ``-quickgelu`` arch for OpenAI weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.models import TINY_ARCHS
+from clipprobe.runtime import save_torch, write_json
+
+_logger = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+WEIGHTS_FILE = "weights.pt"
+INFO_FILE = "model.json"
+# The shapes world's pixel statistics (grey-ish scenes); the real archs use their tag's preprocess cfg.
+TINY_MEAN = (0.45, 0.45, 0.45)
+TINY_STD = (0.27, 0.27, 0.27)
+
+Tokenizer = Any  # open_clip's tokenizers share no base class: callable list[str] -> (N, context) int64
+
+
+def create_clip(
+    arch: str, pretrained: str, cache_dir: Path | None = None
+) -> tuple[open_clip.CLIP, Tokenizer]:
+    """Build ``arch`` with ``pretrained`` weights (see the module docstring), in eval mode on the CPU.
+
+    Returns the model and its tokenizer. Never falls back to random weights silently.
+    """
+    if arch not in open_clip.list_models():
+        raise ClipprobeError(
+            f"clip.arch: unknown arch '{arch}'; use one of {', '.join(TINY_ARCHS)} "
+            "or a name from open_clip.list_models() (ViT-B-32, RN50, ...)"
+        )
+    if pretrained == SCRATCH:
+        model = _build(arch, pretrained)
+    elif open_clip.get_pretrained_cfg(arch, pretrained):
+        cache = str(cache_dir) if cache_dir is not None else None
+        _fetch_tag(arch, pretrained, cache)
+        model = _build(arch, pretrained, pretrained=pretrained, cache_dir=cache, require_pretrained=True)
+    elif Path(pretrained).is_file():
+        model = _load_checkpoint_file(arch, Path(pretrained))
+    else:
+        raise ClipprobeError(_unknown_pretrained(arch, pretrained))
+    _logger.info("created %s (pretrained: %s)", arch, pretrained)
+    return model.eval(), _tokenizer(arch)
+
+
+def mean_std(model: open_clip.CLIP) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) the model's image inputs are normalised with."""
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    return tuple(float(m) for m in cfg["mean"]), tuple(float(s) for s in cfg["std"])
+
+
+def image_size(model: open_clip.CLIP) -> int:
+    """Side in pixels of the (square) images the vision tower takes."""
+    size = model.visual.image_size  # int (ModifiedResNet) or (H, W) (VisionTransformer)
+    height, width = (size, size) if isinstance(size, int) else size
+    assert height == width, f"non-square input {size} is not supported"
+    return int(height)
+
+
+def save_clip(model: open_clip.CLIP, arch: str, pretrained: str, out_dir: str | Path) -> None:
+    """Write ``out_dir/weights.pt`` (CPU state_dict, weights_only-loadable) and ``out_dir/model.json``."""
+    out_dir = Path(out_dir)
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    mean, std = mean_std(model)
+    info = {"arch": arch, "pretrained": pretrained, "image_size": image_size(model), "mean": mean, "std": std}
+    save_torch(out_dir / WEIGHTS_FILE, state)
+    write_json(out_dir / INFO_FILE, info)
+
+
+def load_clip(
+    model_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[open_clip.CLIP, Tokenizer, dict]:
+    """Rebuild the model ``save_clip`` wrote (strict load), in eval mode on ``device``.
+
+    Returns (model, tokenizer, info) where info is the content of model.json.
+    """
+    model_dir = Path(model_dir)
+    for name in (INFO_FILE, WEIGHTS_FILE):
+        if not (model_dir / name).is_file():
+            raise ClipprobeError(f"{model_dir / name}: not found (run the clip stage)")
+    info = _read_info(model_dir / INFO_FILE)
+    # open_clip's checkpoint-file route: strict load_state_dict with torch.load(weights_only=True).
+    model = _build(
+        info["arch"],
+        info["pretrained"],
+        preprocess={"mean": tuple(info["mean"]), "std": tuple(info["std"])},
+        pretrained=str(model_dir / WEIGHTS_FILE),
+        require_pretrained=True,
+    )
+    return model.to(device).eval(), _tokenizer(info["arch"]), info
+
+
+@functools.cache
+def _tokenizer(arch: str) -> Tokenizer:
+    """Tokenizers are stateless and slow to build (the BPE merges are read from a .gz): one per arch."""
+    return open_clip.get_tokenizer(arch)
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+        arch = info["arch"]
+    except (ValueError, KeyError, TypeError):
+        raise ClipprobeError(f"{path}: not a clipprobe model.json (rerun the clip stage)") from None
+    if arch not in open_clip.list_models():
+        raise ClipprobeError(f"{path}: unknown arch '{arch}' (rerun the clip stage)")
+    return info
+
+
+def _build(arch: str, tag: str, preprocess: dict | None = None, **kwargs: Any) -> open_clip.CLIP:
+    """open_clip.create_model with the tiny configs' normalisation and the tag's activation function."""
+    tiny = {"mean": TINY_MEAN, "std": TINY_STD} if arch in TINY_ARCHS else {}
+    quick_gelu = bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
+    return open_clip.create_model(
+        arch,
+        force_quick_gelu=quick_gelu,
+        force_preprocess_cfg={**tiny, **(preprocess or {})},
+        **kwargs,
+    )
+
+
+def _fetch_tag(arch: str, tag: str, cache_dir: str | None) -> None:
+    """Make sure the tag's weights are in the cache, so create_model finds them; offline, say what to get."""
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    try:
+        open_clip.download_pretrained(cfg, cache_dir=cache_dir)
+    except (OSError, RuntimeError):  # hf_hub: FileNotFoundError; url: URLError; no hub package: RuntimeError
+        where = cache_dir or "the Hugging Face cache"
+        arch_hint = f" with clip.arch {arch}-quickgelu" if cfg.get("quick_gelu") else ""
+        raise ClipprobeError(
+            f"clip.pretrained: the {arch} '{tag}' weights are not in {where} and could not be downloaded "
+            f"(offline?); download {_weights_source(cfg)} and set clip.pretrained to that file's path"
+            f"{arch_hint}, or run once with network access"
+        ) from None
+
+
+def _weights_source(cfg: dict) -> str:
+    """Where a tag's weights live, as a person would download them (the files open_clip itself tries)."""
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return cfg["url"]
+    repo, filename = hub.rsplit("/", 1)  # 'org/name/' (default files) or 'org/name/file.pt'
+    files = filename or "open_clip_model.safetensors (or open_clip_pytorch_model.bin)"
+    return f"{files} from https://huggingface.co/{repo}"
+
+
+def _load_checkpoint_file(arch: str, path: Path) -> open_clip.CLIP:
+    try:
+        return _build(arch, SCRATCH, pretrained=str(path), require_pretrained=True)
+    # A user's file can fail in many ways (pickle, safetensors header, missing keys): all mean a bad file.
+    except Exception as err:
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ClipprobeError(
+            f"clip.pretrained: {path} is not a loadable {arch} checkpoint ({cause})"
+        ) from None
+
+
+def _unknown_pretrained(arch: str, pretrained: str) -> str:
+    if Path(pretrained).suffix or "/" in pretrained:
+        return f"clip.pretrained: checkpoint file {pretrained} not found"
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    allowed = ", ".join([SCRATCH, *tags, "a checkpoint file path"])
+    return f"clip.pretrained: '{pretrained}' is not a tag of {arch}; allowed: {allowed}"

@@ -1,0 +1,146 @@
+"""CLIP's symmetric contrastive pretraining from scratch, on (image, caption) pairs held in memory.
+
+The recipe is the shapes prototype's (shared/anchors/shapes-prototype.md): open_clip's ClipLoss, a learnable
+logit scale (init 1/0.07, clamped at 100 after every step as in open_clip's trainer), AdamW with betas
+(0.9, 0.98) and weight decay on weight matrices only, linear warm-up then cosine decay over a budget of
+*steps*: wall-clock budgets are not comparable across runs (timing noise on shared CPUs is large).
+
+The whole uint8 image array is moved to the device once and batches are sliced from it by index
+(airbench-style, no DataLoader); captions are tokenised once up front. BatchNorm layers train as usual, so
+their running statistics track the data; a model that is *not* pretrained (random init) needs its BN
+statistics recalibrated on data before its features mean anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import open_clip
+import torch
+from tqdm import tqdm
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.features import preprocess_uint8
+from clipprobe.models.clip import Tokenizer, image_size, mean_std
+
+MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
+LOG_EVERY = 50  # steps between progress lines when there is no progress bar (DVC and CI logs)
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 400  # optimiser steps (the budget: steps, not seconds)
+    batch_size: int = 128  # image-caption pairs per step (the contrastive loss sees batch_size² pairs)
+    lr: float = 2e-3  # peak AdamW learning rate, reached after the warm-up
+    weight_decay: float = 0.05  # decoupled AdamW decay on weight matrices (not gains, biases, embeddings)
+    warmup_steps: int = 20  # steps of linear warm-up from lr / warmup_steps to lr
+
+
+def pretrain_clip(
+    model: open_clip.CLIP,
+    tokenizer: Tokenizer,
+    images: np.ndarray,
+    captions: list[str],
+    cfg: PretrainConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+) -> list[dict]:
+    """Train ``model`` in place with CLIP's contrastive loss; it is left in eval mode on ``device``.
+
+    Parameters
+    ----------
+    images : (N, H, W, 3) uint8; preprocessed per batch on the device as the features module does
+        (shortest side resized bicubic + antialias to the model's input size only if it differs, then normalised)
+    captions : N strings, caption i describes image i
+    seed : seeds the batch order (epoch permutations); the model's init is the caller's
+
+    Returns one row per step: {"step": 1..steps, "loss": loss of that step's batch before the update,
+    "logit_scale": exp(logit_scale) after the update, "lr": learning rate of the update}.
+    """
+    _check_inputs(images, captions, cfg)
+    device = torch.device(device)
+    size = image_size(model)
+    mean, std = mean_std(model)
+    pixels = torch.from_numpy(np.array(images)).to(device)  # (N, H, W, 3) uint8, copied out of any mmap
+    tokens = tokenizer(captions).to(device)  # (N, context) int64
+    model.to(device).train()
+    optimizer = _adamw(model, cfg)
+    loss_fn = open_clip.ClipLoss()
+    batches = _epoch_batches(len(captions), cfg.batch_size, seed, device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    rows = []
+    bar = tqdm(range(1, cfg.steps + 1), desc="pretrain", disable=not progress)
+    for step in bar:
+        lr = _lr_at(step - 1, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = next(batches)  # (B,)
+        x = preprocess_uint8(pixels[idx], size, mean, std)  # (B, 3, size, size) float32
+        with amp:
+            image_features = model.encode_image(x, normalize=True)  # (B, D)
+            text_features = model.encode_text(tokens[idx], normalize=True)  # (B, D)
+            loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
+        rows.append(
+            {"step": step, "loss": loss.item(), "logit_scale": model.logit_scale.exp().item(), "lr": lr}
+        )
+        bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
+        if not progress and (step % LOG_EVERY == 0 or step == cfg.steps):
+            print(f"pretrain step {step}/{cfg.steps}: loss {rows[-1]['loss']:.3f}", flush=True)
+    model.eval()
+    return rows
+
+
+def _check_inputs(images: np.ndarray, captions: list[str], cfg: PretrainConfig) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ClipprobeError(
+            f"pretrain images: must be uint8 (N, H, W, 3) (got {images.dtype} {images.shape})"
+        )
+    if len(captions) != len(images):
+        raise ClipprobeError(
+            f"pretrain captions: one per image needed (got {len(captions)} for {len(images)})"
+        )
+    if not 2 <= cfg.batch_size <= len(images):
+        raise ClipprobeError(
+            f"clip.pretrain.batch_size: must be in [2, {len(images)} pretrain images] (got {cfg.batch_size})"
+        )
+    if cfg.steps < 1 or cfg.warmup_steps < 0 or cfg.lr <= 0 or cfg.weight_decay < 0:
+        raise ClipprobeError(
+            f"clip.pretrain: steps >= 1, warmup_steps >= 0, lr > 0, weight_decay >= 0 ({cfg})"
+        )
+
+
+def _adamw(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW with decay on weight matrices only: gains, biases (ndim < 2), embeddings and the logit scale
+    are left alone, as in CLIP."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        skip = param.ndim < 2 or "embedding" in name or "logit_scale" in name
+        (no_decay if skip else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+
+
+def _lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up to cfg.lr over warmup_steps, then cosine decay to 0 at cfg.steps (open_clip's cosine_lr)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * progress)) * cfg.lr
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Endless index batches: a fresh seeded permutation per epoch, the last partial batch dropped."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start : start + batch_size].to(device)

@@ -1,0 +1,276 @@
+"""Schema and validation of params.yaml.
+
+Every key is required: behaviour comes from the values in params.yaml (which DVC tracks per stage), never
+from defaults hidden here. A bad file ends the stage with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clipprobe.errors import ClipprobeError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+TINY_ARCHS = ("clipprobe-tiny-rn", "clipprobe-tiny-vit")
+CLASSIFICATION_DATASETS = ("shapes", "cifar100", "cifar10")
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CaptionMix(_Group):
+    free: Fraction  # share of free-form captions (counts, colours, sizes, relations)
+    class_like: Fraction  # share of "a photo of a red circle." captions naming only the labelled object
+    count_only: Fraction  # share of "a photo of two shapes." captions
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> CaptionMix:
+        total = self.free + self.class_like + self.count_only
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"free + class_like + count_only must sum to 1 (got {total:g})")
+        return self
+
+
+class ShapesParams(_Group):
+    image_size: Annotated[int, Field(ge=16, le=512)]  # pixels, square
+    n_pretrain: PositiveInt  # captioned images for the CLIP pretraining (labels never used)
+    n_train: PositiveInt
+    n_val: PositiveInt
+    n_test: PositiveInt
+    min_objects: Annotated[int, Field(ge=1, le=3)]
+    max_objects: Annotated[int, Field(ge=1, le=3)]
+    captions: CaptionMix
+
+    @model_validator(mode="after")
+    def _object_range(self) -> ShapesParams:
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects ({self.min_objects}) must be <= max_objects ({self.max_objects})")
+        return self
+
+
+class CifarParams(_Group):
+    val_per_class: PositiveInt  # images per class held out of train as the validation pool
+
+
+class ClevrParams(_Group):
+    # CLEVR (paper preset's counting data): train and val are disjoint seeded draws from CLEVR's train split,
+    # test is drawn from CLEVR's val split (its test split has no labels).
+    n_train: PositiveInt
+    n_val: PositiveInt
+    n_test: PositiveInt
+    image_size: Annotated[int, Field(ge=16, le=1024)]  # pixels of the shortest side the images are stored at
+
+
+class DataParams(_Group):
+    classification: Literal[CLASSIFICATION_DATASETS]  # dataset the probes read
+    counting: Literal["shapes", "clevr"]  # dataset the counting stage reads
+    root: str  # where the uniform store lives
+    downloads: str  # where downloaded archives are kept (paper preset)
+    workers: PositiveInt  # processes for the shapes generator
+    shapes: ShapesParams
+    cifar: CifarParams
+    clevr: ClevrParams
+
+
+class PretrainParams(_Group):
+    steps: PositiveInt  # optimiser steps (a step budget, not a time budget: timing noise is large)
+    batch_size: Annotated[int, Field(ge=2)]
+    lr: PositiveFloat  # AdamW peak learning rate
+    weight_decay: Annotated[float, Field(ge=0)]
+    warmup_steps: Annotated[int, Field(ge=0)]
+
+
+class ClipParams(_Group):
+    arch: str  # open_clip model name (ViT-B-32, RN50, ...) or a clipprobe tiny config
+    pretrained: str  # 'scratch', an open_clip pretrained tag (openai, ...) or a local checkpoint path
+    pretrain: PretrainParams
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        import open_clip
+
+        import clipprobe.models  # noqa: F401  (registers the tiny configs)
+
+        if arch not in open_clip.list_models():
+            raise ValueError(
+                f"unknown arch '{arch}'; allowed: {', '.join(TINY_ARCHS)} or any open_clip.list_models() name"
+            )
+        return arch
+
+    @model_validator(mode="after")
+    def _known_pretrained(self) -> ClipParams:
+        import open_clip
+
+        if self.pretrained == "scratch" or Path(self.pretrained).suffix:
+            return self  # a file path is checked by the clip stage, which reads it
+        tags = open_clip.list_pretrained_tags_by_model(self.arch)
+        if self.pretrained not in tags:
+            allowed = ", ".join(["scratch", *tags, "a checkpoint file path"])
+            raise ValueError(
+                f"pretrained '{self.pretrained}' is not available for {self.arch}; allowed: {allowed}"
+            )
+        return self
+
+
+class EmbedParams(_Group):
+    batch_size: PositiveInt
+    pre_projection: bool  # also store the features before the final projection (the CLIP paper's probe input)
+    ensemble: Literal["cifar", "shapes"]  # template set of the zero-shot ensemble
+
+
+class ProbeParams(_Group):
+    # Which cached image features the linear probe reads.
+    features: Literal["raw", "normalized", "pre_projection"]
+    # Inverse L2 strength (sklearn's C), or 'auto': the CLIP paper's search on val, then a refit on train+val.
+    C: PositiveFloat | Literal["auto"]
+    max_iter: PositiveInt  # L-BFGS iterations
+
+
+FEWSHOT_INITS = ("random", "zeroshot", "clap", "lpp", "tip")
+
+
+class LinearRecipe(_Group):
+    # `random` and `zeroshot` heads: plain AdamW, full batch; weights on the unit-norm scale of the text weights
+    lr: PositiveFloat  # AdamW learning rate
+    weight_decay: Annotated[float, Field(ge=0)]  # AdamW decoupled weight decay (per step, times lr)
+
+
+class ClapRecipe(_Group):
+    lr: PositiveFloat  # SGD (momentum 0.9) peak learning rate, cosine-annealed to 0 over the epochs
+
+
+class TipRecipe(_Group):
+    # grids searched on the few-shot val set; logits = s * (cos to text + alpha * exp(-beta (1 - cos to cache)))
+    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]  # cache weight, in units of s
+    betas: Annotated[list[PositiveFloat], Field(min_length=1)]  # sharpness of the cache affinity
+
+
+class FewshotParams(_Group):
+    inits: Annotated[list[Literal[FEWSHOT_INITS]], Field(min_length=1)]  # methods compared on the same draws
+    draws: Annotated[int, Field(ge=2)]  # support-set draws per shot count (a 95% interval needs two)
+    epochs: PositiveInt  # full-batch epochs of the trained methods (one step = the whole support set)
+    eval_every: PositiveInt  # epochs between evaluations (curves; epoch choice on few-shot val)
+    val_per_class: PositiveInt  # few-shot val set: min(shots, this) val images per class
+    linear: LinearRecipe
+    clap: ClapRecipe
+    tip: TipRecipe
+
+    @field_validator("inits")
+    @classmethod
+    def _unique_inits(cls, inits: list[str]) -> list[str]:
+        if len(set(inits)) != len(inits):
+            raise ValueError(f"each init at most once; allowed: {', '.join(FEWSHOT_INITS)}")
+        return inits
+
+
+class CountingParams(_Group):
+    # Whose tower is read: null = the clip stage's model; else a ResNet open_clip arch (RN50) with `pretrained`.
+    arch: str | None
+    pretrained: str | None  # open_clip tag (openai) or checkpoint path for `arch`; null when arch is null
+    count_templates: list[str]  # zero-shot prompts, `{}` = the count phrase ("two shapes", "3 objects")
+    count_nouns: tuple[str, str]  # (singular, plural) noun of the count phrase
+    number_words: bool  # "two shapes" (true) or "2 shapes" (false)
+    position_templates: list[str]  # zero-shot prompts, `{}` = the quadrant ("top left", ..., "bottom right")
+    prepool_grid: PositiveInt  # cells per side the pre-pool map is average-pooled to before its probe
+    # Inverse L2 strength of both probes (sklearn's C), or 'auto': the CLIP paper's search on val, refit on train+val.
+    C: PositiveFloat | Literal["auto"]
+    max_iter: PositiveInt  # L-BFGS iterations per probe fit
+    batch_size: PositiveInt  # images per forward pass
+
+    @field_validator("count_templates", "position_templates")
+    @classmethod
+    def _one_slot(cls, templates: list[str]) -> list[str]:
+        if not templates or any(t.count("{}") != 1 for t in templates):
+            raise ValueError("needs at least one template, each with exactly one '{}'")
+        return templates
+
+    @model_validator(mode="after")
+    def _resnet_arch(self) -> CountingParams:
+        import open_clip
+
+        from clipprobe.models.tower import has_attnpool_map
+
+        if (self.arch is None) != (self.pretrained is None):
+            raise ValueError("arch and pretrained are both null (the clip stage's model) or both set")
+        if self.arch is not None and self.arch not in open_clip.list_models():
+            raise ValueError(f"unknown arch '{self.arch}'; use a ResNet CLIP from open_clip.list_models() (RN50)")
+        if self.arch is not None and not has_attnpool_map(self.arch):
+            raise ValueError(f"arch '{self.arch}' has no attention-pool map; use a ResNet CLIP such as RN50")
+        return self
+
+
+class Params(_Group):
+    seed: Annotated[int, Field(ge=0)]
+    device: Literal["auto", "cpu", "cuda"]
+    data: DataParams
+    clip: ClipParams
+    embed: EmbedParams
+    probe: ProbeParams
+    counting: CountingParams
+    shots: tuple[int, ...]  # support images per class: one count (`dvc exp run -S shots=4`) or a list
+    fewshot: FewshotParams
+
+    @field_validator("shots", mode="before")
+    @classmethod
+    def _shots(cls, shots: object) -> tuple[int, ...]:
+        values = shots if isinstance(shots, list | tuple) else [shots]
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+        if bad or not values:
+            raise ValueError("a positive integer or a non-empty list of positive integers is needed")
+        return tuple(sorted(set(values)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Params:
+        if self.probe.features == "pre_projection" and not self.embed.pre_projection:
+            raise ValueError("probe.features is 'pre_projection' but embed.pre_projection is false")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    """The first validation error as one line: `params.yaml: probe.C: <what is allowed> (got ...)`."""
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = first["loc"][:-1]
+        model: type[BaseModel] = Params
+        for part in parent:
+            model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+        return f"{source}: {key}: unknown key; allowed here: {', '.join(model.model_fields)}"
+    if first["type"] == "missing":
+        return f"{source}: {key}: required key is missing"
+    message = first["msg"].removeprefix("Value error, ")
+    where = f"{key}: " if key else ""
+    return f"{source}: {where}{message} (got {first['input']!r})"
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    """Validate an already-loaded params mapping."""
+    if not isinstance(raw, dict):
+        raise ClipprobeError(f"{source}: must be a mapping of parameter groups (got {type(raw).__name__})")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ClipprobeError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; any problem is a one-line ClipprobeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipprobeError(f"{path}: not found (run from the repository root)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ClipprobeError(f"{path}: not valid YAML{where}") from None
+    return parse_params(raw, source=str(path))

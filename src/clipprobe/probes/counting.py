@@ -1,0 +1,199 @@
+"""Counting and position probes: does CLIP's attention pool discard how many objects there are, and where?
+
+Per task (the object count; the quadrant holding the labelled object), four readouts on the same
+train/val/test splits:
+- zero-shot: the prompt-template ensemble on the pooled embedding (`encode_image`);
+- pooled probe: logistic regression on the pooled embedding;
+- pre-pool probe: logistic regression on the map the attention pool reads, average-pooled to a small grid
+  that keeps the layout (at 64 px the tiny tower's 2x2 map is kept whole);
+- majority: the most frequent train class.
+Both probe inputs come from one forward pass through the same frozen tower (`FrozenTower`, then its own
+attention pool), so the only difference between them is the pool. Each feature dimension is standardised
+with train statistics; C comes from the CLIP paper's search on val (then a refit on train + val), and
+nothing is selected on test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.features import embed_texts, preprocess_uint8
+from clipprobe.models.tower import FrozenTower
+from clipprobe.probes.logreg import linear_probe
+from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
+from clipprobe.runtime import show_progress
+
+SPLITS = ("train", "val", "test")
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")  # index = 2 * (y >= 0.5) + (x >= 0.5)
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+READOUTS = ("zeroshot", "pooled_probe", "prepool_probe", "majority")
+
+
+@dataclass
+class Task:
+    """One attribute to read out: its class phrases (what the prompts say) and labels per split."""
+
+    name: str
+    class_names: list[str]  # C phrases, put into the templates' `{}`
+    templates: list[str]
+    labels: dict[str, torch.Tensor]  # split -> (N,) int64 in [0, C)
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+def quadrant_labels(positions: np.ndarray) -> np.ndarray:
+    """(N, 2) centres (x, y) in [0, 1], y pointing down -> (N,) int64 index into QUADRANTS."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 2:
+        raise ClipprobeError(f"positions: an (N, 2) array of (x, y) is needed (got shape {positions.shape})")
+    x, y = positions[:, 0], positions[:, 1]
+    return (2 * (y >= 0.5) + (x >= 0.5)).astype(np.int64)
+
+
+def count_phrase(count: int, nouns: Sequence[str], number_words: bool) -> str:
+    """'one shape', 'two shapes' (number_words) or '1 shape', '3 objects'; nouns = (singular, plural)."""
+    if number_words and not 0 <= count < len(NUMBER_WORDS):
+        raise ClipprobeError(f"counting.number_words: counts 0-10 have words (got {count}); use digits")
+    number = NUMBER_WORDS[count] if number_words else str(count)
+    return f"{number} {nouns[0] if count == 1 else nouns[1]}"
+
+
+def count_task(
+    counts: Mapping[str, np.ndarray], templates: list[str], nouns: Sequence[str], number_words: bool
+) -> Task:
+    """Classes are the counts seen in train; a val/test count train never shows is an error."""
+    missing = [split for split in SPLITS if counts.get(split) is None]
+    if missing:
+        raise ClipprobeError(
+            f"counts: the {', '.join(missing)} split(s) have no counts.npy (not a counting dataset)"
+        )
+    classes = np.unique(np.asarray(counts["train"]))
+    labels = {}
+    for split in SPLITS:
+        values = np.asarray(counts[split])
+        unseen = sorted(set(np.unique(values).tolist()) - set(classes.tolist()))
+        if unseen:
+            raise ClipprobeError(f"counts: the {split} split holds counts {unseen} that train never shows")
+        labels[split] = torch.from_numpy(np.searchsorted(classes, values).astype(np.int64))
+    names = [count_phrase(int(c), nouns, number_words) for c in classes]
+    return Task("count", names, list(templates), labels)
+
+
+def position_task(positions: Mapping[str, np.ndarray], templates: list[str]) -> Task:
+    labels = {split: torch.from_numpy(quadrant_labels(positions[split])) for split in SPLITS}
+    return Task("position", list(QUADRANTS), list(templates), labels)
+
+
+# ---------------------------------------------------------------------------------------------- features
+
+
+def tower_features(
+    tower: FrozenTower,
+    images: np.ndarray,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    batch_size: int,
+    grid: int,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Pooled and pre-pool features of a uint8 (N, H, W, 3) array from one pass through the frozen tower.
+
+    Returns float32 CPU tensors: "pooled" (N, D), the tower's attention pool output (= `encode_image`), and
+    "prepool" (N, C * grid * grid), its input map average-pooled to grid x grid cells, flattened channel-major.
+    """
+    tower = tower.to(device)
+    side = tower.image_size // tower.stride
+    if not 1 <= grid <= side:
+        raise ClipprobeError(f"counting.prepool_grid: must be between 1 and the map side {side} (got {grid})")
+    if batch_size < 1:
+        raise ClipprobeError(f"counting.batch_size: must be >= 1 (got {batch_size})")
+    out: dict[str, list[torch.Tensor]] = {"pooled": [], "prepool": []}
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="tower features", disable=not (progress and show_progress())):
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: memmaps
+        fmap = tower(preprocess_uint8(batch, tower.image_size, mean, std))  # (B, C, side, side)
+        out["pooled"].append(tower.pool(fmap).float().cpu())
+        out["prepool"].append(F.adaptive_avg_pool2d(fmap, grid).flatten(1).float().cpu())
+    return {key: torch.cat(values) for key, values in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------- readouts
+
+
+def zeroshot_accuracy(
+    model: torch.nn.Module, tokenizer, task: Task, pooled: torch.Tensor, device: torch.device
+) -> float:
+    """Test accuracy of the task's template ensemble on the test split's pooled features."""
+    text = embed_texts(model, tokenizer, task.class_names, task.templates, device=device)  # (T, C, D)
+    return accuracy(zeroshot_logits(pooled, zeroshot_weights(text)), task.labels["test"])
+
+
+def standardise(features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every split scaled with train's per-dimension mean and std (constant dimensions are only centred)."""
+    train = features["train"].double()
+    mean, std = train.mean(dim=0), train.std(dim=0)
+    std = torch.where(std > 1e-6 * std.max().clamp_min(1e-12), std, torch.ones_like(std))
+    return {split: ((x.double() - mean) / std).float() for split, x in features.items()}
+
+
+def probe(
+    features: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    C: float | str,
+    max_iter: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """The full linear probe (`linear_probe`: C from the CLIP paper's search on val when "auto", refit on
+    train + val) on features standardised with train statistics. Returns test acc, C and, with "auto", val acc."""
+    x = standardise(features)
+    result = linear_probe(
+        *[(x[split], labels[split]) for split in SPLITS], C, device=device, max_iter=max_iter
+    )
+    return {
+        "acc": result["acc1"],
+        "C": result["C"],
+        **({"val_acc": result["val_acc"]} if "val_acc" in result else {}),
+    }
+
+
+def majority_accuracy(train: torch.Tensor, test: torch.Tensor, n_classes: int) -> float:
+    """Test accuracy of always predicting train's most frequent class (ties: the lowest index)."""
+    majority = int(torch.bincount(train, minlength=n_classes).argmax())
+    return accuracy(torch.full_like(test, majority), test)
+
+
+def evaluate_task(
+    task: Task,
+    features: Mapping[str, Mapping[str, torch.Tensor]],
+    model: torch.nn.Module,
+    tokenizer,
+    *,
+    C: float | str,
+    max_iter: int,
+    device: torch.device,
+) -> dict:
+    """The four readouts of one task; `features[split]` holds "pooled" and "prepool" (from tower_features)."""
+    n_classes = len(task.class_names)
+    by_source = {src: {split: features[split][src] for split in SPLITS} for src in ("pooled", "prepool")}
+    test = task.labels["test"]
+    return {
+        "zeroshot": {"acc": zeroshot_accuracy(model, tokenizer, task, by_source["pooled"]["test"], device)},
+        "pooled_probe": probe(by_source["pooled"], task.labels, C, max_iter, device),
+        "prepool_probe": {
+            **probe(by_source["prepool"], task.labels, C, max_iter, device),
+            "dim": float(by_source["prepool"]["test"].shape[1]),
+        },
+        "majority": {"acc": majority_accuracy(task.labels["train"], test, n_classes)},
+        "chance": 1.0 / n_classes,
+        "n_test": float(len(test)),
+    }

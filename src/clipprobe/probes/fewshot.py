@@ -1,0 +1,142 @@
+"""The few-shot sweep: shot counts x methods x support-set draws on cached features, and its summaries.
+
+For each shot count K the draws are sampled once (`fewshot_support`) and every method runs on the same draws
+(`fewshot_methods`, batched over draws by `fewshot_train`), so differences between methods are paired.
+Summaries are plain floats under string keys (`shots_4.zeroshot.acc`) and wide rows for `plots/`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import stdtrit  # Student t quantile; scipy.stats takes seconds to import
+from tqdm import tqdm
+
+from clipprobe.params import FEWSHOT_INITS, FewshotParams
+from clipprobe.probes.fewshot_methods import MethodResult, Prior, run_method
+from clipprobe.probes.fewshot_support import check_shots, make_task
+from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
+
+_INIT_STREAM = 2  # random-stream offset of the methods' own randomness (support sets use 0 and 1)
+
+
+@dataclass
+class Sweep:
+    zeroshot_acc: float  # test accuracy of the zero-shot classifier (the line every method is compared to)
+    n_classes: int
+    results: dict[int, dict[str, MethodResult]]  # shots -> method -> per-draw results
+
+
+def _split(features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    # normalised here exactly as zeroshot_logits normalises, so the zeroshot head's logits match bit for bit
+    return F.normalize(features["image"].float(), dim=-1), features["labels"]
+
+
+def run_sweep(
+    train: dict[str, torch.Tensor],
+    val: dict[str, torch.Tensor],
+    test: dict[str, torch.Tensor],
+    text: torch.Tensor,
+    logit_scale: float,
+    shots: Sequence[int],
+    cfg: FewshotParams,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Sweep:
+    """Run every method of `cfg.inits` on `cfg.draws` support sets per shot count.
+
+    Parameters
+    ----------
+    train, val, test: cached feature dicts (`features/<split>.pt`): "image" (N, D) raw, "labels" (N,).
+    text: (T, C, D) text embeddings of the zero-shot template ensemble; logit_scale: CLIP's (e.g. 100).
+    shots: shot counts K; each must fit the smallest train class (else a one-line ClipprobeError).
+    """
+    weights = zeroshot_weights(text.float()).to(device)  # (C, D)
+    n_classes = len(weights)
+    train_xy, val_xy = _split(train), _split(val)
+    check_shots(shots, train_xy[1], n_classes)
+    test_x, test_y = (t.to(device) for t in _split(test))
+    zeroshot_acc = accuracy(zeroshot_logits(test["image"].float().to(device), weights, logit_scale), test_y)
+    prior = Prior(weights, logit_scale, text_norms=text.float().mean(dim=0).norm(dim=-1).to(device))
+    results: dict[int, dict[str, MethodResult]] = {}
+    bar = tqdm(total=len(shots) * len(cfg.inits), desc="few-shot", disable=not progress)
+    for k in shots:
+        task = make_task(k, train_xy, val_xy, n_classes, cfg.draws, cfg.val_per_class, seed, device)
+        results[k] = {}
+        for name in cfg.inits:
+            stream = np.random.SeedSequence([seed, k, _INIT_STREAM, FEWSHOT_INITS.index(name)])
+            generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
+            results[k][name] = run_method(name, cfg, prior, task, test_x, test_y, generator)
+            bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
+            bar.update()
+    bar.close()
+    return Sweep(zeroshot_acc, n_classes, results)
+
+
+def interval(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and half-width of the 95% Student-t interval of the mean over draws."""
+    n = len(values)
+    half = stdtrit(n - 1, 0.975) * values.std(unbiased=True).item() / math.sqrt(n)
+    return values.mean().item(), float(half)
+
+
+def summarize(sweep: Sweep) -> dict[str, dict[str, dict[str, float]] | float]:
+    """metrics/fewshot.json: per `shots_K.<method>`: acc (mean over draws) and its ci95, std, the difference to
+    the zero-shot classifier (delta_zeroshot) and the paired difference to `random` on the same draws
+    (delta_random), both with a 95% interval; for trained methods the test accuracy at init and at the last epoch.
+    """
+    metrics: dict = {"zeroshot_acc": sweep.zeroshot_acc, "chance": 1.0 / sweep.n_classes}
+    for k, methods in sweep.results.items():
+        block = {}
+        for name, result in methods.items():
+            acc, ci = interval(result.acc)
+            entry = {
+                "acc": acc,
+                "ci95": ci,
+                "std": result.acc.std(unbiased=True).item(),
+                "delta_zeroshot": acc - sweep.zeroshot_acc,
+                "delta_zeroshot_ci95": ci,  # the zero-shot classifier is the same for every draw
+            }
+            if "random" in methods and name != "random":
+                entry["delta_random"], entry["delta_random_ci95"] = interval(
+                    result.acc - methods["random"].acc
+                )
+            if result.trace is not None:
+                entry["acc_init"] = result.trace.test[0].mean().item()
+                entry["acc_last"] = result.trace.test[-1].mean().item()
+            block[name] = entry
+        metrics[f"shots_{k}"] = block
+    return metrics
+
+
+def accuracy_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
+    """plots/fewshot_acc.csv: one row per shot count, one column per method (mean test accuracy)."""
+    names = list(next(iter(sweep.results.values())))
+    rows = [
+        {"shots": k, "zeroshot_classifier": sweep.zeroshot_acc, **{n: r[n].acc.mean().item() for n in names}}
+        for k, r in sweep.results.items()
+    ]
+    return rows, ["shots", "zeroshot_classifier", *names]
+
+
+def curve_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
+    """plots/fewshot_curves.csv: per shot count and evaluation epoch, mean test and few-shot val accuracy of
+    every trained method (columns `<method>_test`, `<method>_val`)."""
+    trained = [n for n, r in next(iter(sweep.results.values())).items() if r.trace is not None]
+    columns = ["shots", "epoch", *(f"{n}_{split}" for n in trained for split in ("test", "val"))]
+    rows = []
+    for k, methods in sweep.results.items():
+        epochs = methods[trained[0]].trace.epochs if trained else []
+        for i, epoch in enumerate(epochs):
+            row = {"shots": k, "epoch": epoch}
+            for n in trained:
+                row[f"{n}_test"] = methods[n].trace.test[i].mean().item()
+                row[f"{n}_val"] = methods[n].trace.val[i].mean().item()
+            rows.append(row)
+    return rows, columns

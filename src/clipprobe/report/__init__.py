@@ -1,0 +1,1 @@
+"""Figures (PNG) and reports/report.md."""

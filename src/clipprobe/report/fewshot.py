@@ -1,0 +1,157 @@
+"""Report section: the few-shot sweep (accuracy vs shots per method, and the 1-shot accuracy-vs-epoch curves)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from clipprobe.params import Params
+from clipprobe.report import figures
+from clipprobe.report.markdown import pct, profile_name
+
+METRICS = Path("metrics/fewshot.json")
+ACC_CSV = Path("plots/fewshot_acc.csv")
+CURVES_CSV = Path("plots/fewshot_curves.csv")
+ACC_FIGURE = "figures/fewshot_acc.png"
+CURVES_FIGURE = "figures/fewshot_curves.png"
+LABELS = {
+    "random": "random init (report's baseline)",
+    "zeroshot": "zero-shot init (report's proposal)",
+    "clap": "CLAP",
+    "lpp": "LP++",
+    "tip": "Tip-Adapter",
+}
+CURVE_METHODS = ("random", "zeroshot")
+
+
+def _accuracy_figure(acc: pd.DataFrame, metrics: dict, title: str, path: Path) -> None:
+    """Mean test accuracy vs shots (log x), one line per method with its 95% band; zero-shot as a line."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    methods = [c for c in acc.columns if c in LABELS]
+    for color, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
+        ci = [metrics[f"shots_{k}"][name]["ci95"] for k in acc["shots"]]
+        mean = 100 * acc[name]
+        ax.plot(acc["shots"], mean, marker="o", color=color, label=LABELS[name])
+        ax.fill_between(
+            acc["shots"], mean - 100 * pd.Series(ci), mean + 100 * pd.Series(ci), color=color, alpha=0.2
+        )
+    ax.axhline(100 * metrics["zeroshot_acc"], color="black", linestyle="--", label="zero-shot classifier")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(acc["shots"]), [str(k) for k in acc["shots"]])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled images per class (shots)")
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    figures.save(fig, path)
+
+
+def _curves_figure(curves: pd.DataFrame, zeroshot_acc: float, title: str, path: Path) -> None:
+    """Test (solid) and few-shot val (dashed) accuracy vs epoch for the random and zero-shot inits."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    methods = [m for m in CURVE_METHODS if f"{m}_test" in curves]
+    for color, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
+        ax.plot(curves["epoch"], 100 * curves[f"{name}_test"], color=color, label=f"{LABELS[name]}: test")
+        ax.plot(
+            curves["epoch"],
+            100 * curves[f"{name}_val"],
+            color=color,
+            linestyle="--",
+            label=f"{LABELS[name]}: few-shot val",
+        )
+    ax.axhline(100 * zeroshot_acc, color="black", linestyle=":", label="zero-shot classifier (test)")
+    ax.set_xlabel("epoch (full-batch steps)")
+    ax.set_ylabel("top-1 accuracy (%), mean over draws")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    figures.save(fig, path)
+
+
+def _table(metrics: dict, shots: list[int], methods: list[str]) -> list[str]:
+    lines = [
+        "| shots | " + " | ".join(LABELS[m] for m in methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for k in shots:
+        row = metrics[f"shots_{k}"]
+        best = max(methods, key=lambda m: row[m]["acc"])
+        cells = []
+        for m in methods:
+            cell = f"{pct(row[m]['acc'])} ± {pct(row[m]['ci95'])} ({100 * row[m]['delta_zeroshot']:+.2f})"
+            cells.append(f"**{cell}**" if m == best else cell)
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _findings(metrics: dict, first: int, methods: list[str]) -> str:
+    """One sentence per measured finding of the report, computed from the numbers (never asserted)."""
+    row, zs = metrics[f"shots_{first}"], metrics["zeroshot_acc"]
+    said = []
+    if "random" in row:
+        verb = "below" if row["random"]["acc"] < zs else "not below"
+        said.append(
+            f"at {first} shot(s) the random init reaches {pct(row['random']['acc'])}%, {verb} zero-shot"
+        )
+    if "zeroshot" in row:
+        init = row["zeroshot"]
+        said.append(
+            f"the zero-shot init starts at {pct(init['acc_init'])}% (the zero-shot classifier itself), ends its "
+            f"{first}-shot training at {pct(init['acc_last'])}% and scores {pct(init['acc'])}% at the epoch chosen "
+            "on few-shot val"
+        )
+    return "; ".join(said) + "." if said else ""
+
+
+def render(params: Params, out_dir: Path) -> str:
+    metrics = json.loads(METRICS.read_text())
+    acc = pd.read_csv(ACC_CSV)
+    curves = pd.read_csv(CURVES_CSV)
+    profile = profile_name(params)
+    shots = [int(k) for k in acc["shots"]]
+    methods = [c for c in acc.columns if c in LABELS]
+    first = shots[0]
+    _accuracy_figure(acc, metrics, f"Few-shot accuracy vs shots: {profile}", out_dir / ACC_FIGURE)
+    lines = [
+        "## Few-shot: random vs zero-shot initialisation, and stronger methods",
+        "",
+        _run_paragraph(params, metrics),
+        "",
+        f"![Few-shot accuracy vs shots]({ACC_FIGURE})",
+        "",
+    ]
+    first_curves = curves[curves["shots"] == first]
+    if not first_curves.empty and any(f"{m}_test" in curves for m in CURVE_METHODS):
+        title = f"{first}-shot accuracy vs epoch: {profile}"
+        _curves_figure(first_curves, metrics["zeroshot_acc"], title, out_dir / CURVES_FIGURE)
+        lines += [f"![{first}-shot accuracy vs epoch]({CURVES_FIGURE})", ""]
+    lines += [
+        f"Test top-1 (%), mean ± 95% interval over {params.fewshot.draws} support-set draws (difference to the "
+        f"zero-shot classifier, {pct(metrics['zeroshot_acc'])}%, in brackets; best per row in bold; chance "
+        f"{pct(metrics['chance'])}%).",
+        "",
+        *_table(metrics, shots, methods),
+        "",
+        _findings(metrics, first, methods),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _run_paragraph(params: Params, metrics: dict) -> str:
+    cfg = params.fewshot
+    return (
+        f"Frozen `{params.clip.arch}` features of `{params.data.classification}`, L2-normalised. For each shot count "
+        f"K in {', '.join(map(str, params.shots))}, {cfg.draws} support sets of K train images per class are drawn "
+        f"without replacement, with a few-shot val set of min(K, {cfg.val_per_class}) val images per class; every "
+        "method sees the same draws, so differences are paired. Random and zero-shot init share one recipe (logits "
+        f"= logit scale x features x W + b, AdamW lr {cfg.linear.lr:g}, weight decay {cfg.linear.weight_decay:g}, "
+        f"{cfg.epochs} full-batch epochs) and keep the epoch with the best few-shot val accuracy (evaluated every "
+        f"{cfg.eval_every} epochs, epoch 0 included). CLAP (zero-shot-initialised cosine classifier with its "
+        f"class-wise pull to the text weights, SGD lr {cfg.clap.lr:g} cosine) is validation-free and keeps the last "
+        "epoch; LP++ sets its step sizes from its Lipschitz bounds and keeps the best few-shot val epoch; "
+        f"Tip-Adapter chooses its cache weight and sharpness on the few-shot val set from a {len(cfg.tip.alphas)} x "
+        f"{len(cfg.tip.betas)} grid. The few-shot val sets use extra labelled images; the test split is only scored."
+    )

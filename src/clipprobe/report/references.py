@@ -1,0 +1,33 @@
+"""Numbers that come from elsewhere: always shown as labelled references, never mixed with measured ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reference:
+    value: float  # accuracy in [0, 1]
+    source: str  # short label shown beside the number
+    setting: str  # dataset and model the number belongs to
+
+
+_CIFAR100_VITB32 = "CIFAR-100, ViT-B/32 (openai)"
+
+# Keyed like metrics/probe.json. Sources: shared anchors (fewshot-anchors.md, §0-§2).
+PROBE_REFERENCES: dict[str, list[Reference]] = {
+    "zeroshot.single": [Reference(0.6168, "seed report (1 prompt)", _CIFAR100_VITB32)],
+    "zeroshot.ensemble": [
+        Reference(0.651, "CLIP paper, Table 11 (18 templates)", _CIFAR100_VITB32),
+        Reference(0.6453, "CLIP_benchmark", _CIFAR100_VITB32),
+    ],
+    "linear_probe": [
+        Reference(0.7992, "seed report (sklearn, C=0.316)", _CIFAR100_VITB32),
+        Reference(0.805, "CLIP paper, Table 10 (C swept)", _CIFAR100_VITB32),
+    ],
+}
+
+
+def references_apply(dataset: str, arch: str, pretrained: str) -> bool:
+    """Reference markers are drawn on a figure only when the run is the setting they were measured in."""
+    return dataset == "cifar100" and arch == "ViT-B-32" and pretrained == "openai"

@@ -1,0 +1,307 @@
+"""Counting and position probes: labels on hand-placed scenes, the frozen pre-pool tower, the stage end to end."""
+
+import hashlib
+import io
+import json
+import runpy
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from open_clip.modified_resnet import ModifiedResNet
+from PIL import Image
+from torchvision.datasets import CLEVRClassification
+
+from clipprobe.data.clevr import prepare_clevr
+from clipprobe.data.shapes import (
+    SHAPES,
+    ShapeObject,
+    generate_shapes,
+    generate_shapes_dataset,
+    render_objects,
+)
+from clipprobe.data.store import load_meta, load_split
+from clipprobe.errors import ClipprobeError
+from clipprobe.features import embed_images, preprocess_uint8
+from clipprobe.models.clip import create_clip, mean_std, save_clip
+from clipprobe.models.tower import FrozenTower, has_attnpool_map
+from clipprobe.params import load_params
+from clipprobe.probes.counting import (
+    QUADRANTS,
+    count_phrase,
+    count_task,
+    majority_accuracy,
+    position_task,
+    quadrant_labels,
+    tower_features,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MIX = {"free": 0.6, "class_like": 0.3, "count_only": 0.1}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model, tokenizer = create_clip("clipprobe-tiny-rn", "scratch")
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+# (objects in painter's order, expected count, expected quadrant of the largest visible object)
+HAND_PLACED = [
+    ([ShapeObject(0, 0, 0.5, 0.3, 0.3)], 1, "top left"),
+    ([ShapeObject(1, 2, 0.45, 0.7, 0.3), ShapeObject(0, 3, 0.2, 0.25, 0.75)], 2, "top right"),
+    (
+        [
+            ShapeObject(3, 1, 0.2, 0.8, 0.2),
+            ShapeObject(3, 4, 0.55, 0.3, 0.7),
+            ShapeObject(5, 6, 0.2, 0.8, 0.8),
+        ],
+        3,
+        "bottom left",
+    ),
+    # the big hexagon is half covered by a later, smaller square: still the largest visible object
+    ([ShapeObject(4, 5, 0.5, 0.7, 0.7), ShapeObject(1, 0, 0.3, 0.55, 0.55)], 2, "bottom right"),
+    # a big circle almost hidden by a later square: the hexagon, not the circle, is the largest visible object
+    (
+        [
+            ShapeObject(0, 2, 0.4, 0.3, 0.75),
+            ShapeObject(4, 7, 0.45, 0.7, 0.3),
+            ShapeObject(1, 1, 0.38, 0.3, 0.7),
+        ],
+        3,
+        "top right",
+    ),
+]
+
+
+def test_count_and_quadrant_labels_of_hand_placed_scenes():
+    scenes = [render_objects(objects, 64) for objects, _, _ in HAND_PLACED]
+    counts = np.array([len(objects) for objects, _, _ in HAND_PLACED])
+    positions = np.array([scene.position for scene in scenes], dtype=np.float32)
+    splits = ("train", "val", "test")
+    count = count_task(dict.fromkeys(splits, counts), ["a photo of {}."], ("shape", "shapes"), True)
+    position = position_task(dict.fromkeys(splits, positions), ["a shape in the {}."])
+    assert count.class_names == ["one shape", "two shapes", "three shapes"]
+    assert count.labels["test"].tolist() == [c - 1 for _, c, _ in HAND_PLACED]
+    assert [position.class_names[i] for i in position.labels["test"]] == [q for _, _, q in HAND_PLACED]
+
+
+def test_quadrant_boundaries_and_bad_shape():
+    # y points down; a centre on a boundary belongs to the right / bottom half
+    positions = np.array([[0.1, 0.1], [0.5, 0.1], [0.49, 0.5], [0.9, 0.99]])
+    assert [QUADRANTS[i] for i in quadrant_labels(positions)] == list(QUADRANTS)
+    with pytest.raises(ClipprobeError, match="positions"):
+        quadrant_labels(np.zeros(4))
+
+
+def test_generated_positions_lie_on_the_labelled_object():
+    split = generate_shapes(48, 64, seed=3, caption_mix=MIX, workers=1)
+    px = np.minimum((split.positions * 64).astype(int), 63)  # (N, 2) pixel (x, y)
+    under = split.masks[np.arange(len(split)), px[:, 1], px[:, 0]]
+    assert (under == split.labels % len(SHAPES) + 1).all()  # mask value = shape + 1 of the labelled object
+    assert set(split.counts.tolist()) == {1, 2, 3}
+
+
+def test_count_phrases_and_unseen_counts():
+    assert count_phrase(1, ("shape", "shapes"), True) == "one shape"
+    assert count_phrase(10, ("object", "objects"), False) == "10 objects"
+    counts = {"train": np.array([3, 4, 4]), "val": np.array([4]), "test": np.array([5])}
+    with pytest.raises(ClipprobeError, match="test split holds counts \\[5\\]"):
+        count_task(counts, ["{}"], ("object", "objects"), False)
+    assert majority_accuracy(torch.tensor([0, 1, 1]), torch.tensor([1, 1, 0, 1]), 2) == 0.75
+
+
+# ---------------------------------------------------------------------------------------------- the tower
+
+
+def test_attnpool_on_the_prepool_map_reproduces_encode_image(tiny):
+    model, _ = tiny
+    tower = FrozenTower(model)
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fmap = tower(x)
+    assert fmap.shape == (3, tower.out_channels, 2, 2) and tower.out_channels == 512
+    with torch.no_grad():
+        assert torch.equal(tower.pool(fmap), model.encode_image(x))
+
+
+def test_tower_features_match_the_embedding_stage(tiny):
+    model, _ = tiny
+    images = generate_shapes(20, 64, seed=1, caption_mix=MIX, workers=1).images
+    mean, std = mean_std(model)
+    feats = tower_features(
+        FrozenTower(model), images, mean=mean, std=std, device=torch.device("cpu"), batch_size=8, grid=2
+    )
+    embedded = embed_images(model, images, device=torch.device("cpu"), batch_size=20)["image"]
+    torch.testing.assert_close(feats["pooled"], embedded, rtol=1e-5, atol=1e-5)
+    x = preprocess_uint8(torch.from_numpy(images[:4]), 64, mean, std)
+    assert torch.equal(feats["prepool"][:4], FrozenTower(model)(x).flatten(1))  # 2x2 grid = the whole map
+    with pytest.raises(ClipprobeError, match="counting.prepool_grid: must be between 1 and the map side 2"):
+        tower_features(
+            FrozenTower(model), images, mean=mean, std=std, device=torch.device("cpu"), batch_size=8, grid=3
+        )
+
+
+def test_tower_stays_frozen_inside_a_training_module(tiny):
+    model, _ = tiny
+    tower = FrozenTower(model)
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    head = torch.nn.Conv2d(tower.out_channels, 4, 1)
+    net = torch.nn.Sequential(tower, head).train()  # as a decoder's training loop would
+    loss = net(torch.randn(4, 3, 64, 64)).square().mean()
+    loss.backward()
+    assert head.weight.grad is not None
+    assert all(not p.requires_grad and p.grad is None for p in tower.parameters())
+    assert not any(m.training for m in tower.modules())  # BatchNorm uses running stats, never updates them
+    after = tower.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_rn50_shaped_tower_at_a_small_input():
+    torch.manual_seed(0)
+    visual = ModifiedResNet(layers=[3, 4, 6, 3], output_dim=1024, heads=32, image_size=64, width=64).eval()
+    x = torch.randn(1, 3, 64, 64)
+    tower = FrozenTower(visual)
+    fmap = tower(x)
+    assert fmap.shape == (1, 2048, 2, 2) and (tower.out_channels, tower.stride) == (2048, 32)
+    with torch.no_grad():
+        assert torch.equal(tower.pool(fmap), visual(x))
+    layer3 = FrozenTower(visual, layer=3)
+    assert layer3(x).shape == (1, layer3.out_channels, 4, 4) == (1, 1024, 4, 4) and layer3.stride == 16
+
+
+def test_vit_towers_have_no_prepool_map():
+    assert has_attnpool_map("RN50") and not has_attnpool_map("ViT-B-32")
+    model, _ = create_clip("clipprobe-tiny-vit", "scratch")
+    with pytest.raises(ClipprobeError, match="VisionTransformer tower has no attention pool"):
+        FrozenTower(model)
+
+
+# ---------------------------------------------------------------------------------------------- the stage
+
+
+def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny):
+    model, _ = tiny
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["device"] = "cpu"
+    raw["counting"].update({"max_iter": 100, "batch_size": 64})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    sizes = {"pretrain": 1, "train": 150, "val": 60, "test": 60}
+    generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=MIX, workers=1)
+    save_clip(model, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(ROOT / "stages/counting.py"))["counting"]()
+
+    metrics = json.loads((tmp_path / "metrics/counting.json").read_text())
+    assert set(metrics) == {"count", "position"}
+    for task, n_classes in (("count", 3), ("position", 4)):
+        result = metrics[task]
+        assert result["chance"] == pytest.approx(1 / n_classes)
+        for readout in ("zeroshot", "pooled_probe", "prepool_probe", "majority"):
+            assert 0.0 <= result[readout]["acc"] <= 1.0
+        assert 1e-6 <= result["pooled_probe"]["C"] <= 1e6 and "val_acc" in result["prepool_probe"]
+        assert result["prepool_probe"]["dim"] == 512 * 2 * 2
+    assert load_params().counting.prepool_grid == 2
+
+
+# ---------------------------------------------------------------------------------------------- CLEVR
+
+
+def _write_fake_clevr(downloads: Path, n: dict[str, int]) -> str:
+    """downloads/clevr/CLEVR_v1.0.zip laid out like the real archive (RGBA renders, 3:2, scene JSONs).
+
+    Image i of split s is flat: R = i, G = 20 * count, B = 100 * (s == "val"), so any mix-up shows.
+    Returns the archive's md5.
+    """
+    archive = downloads / "clevr" / "CLEVR_v1.0.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split, size in n.items():
+            scenes = []
+            for i in range(size):
+                name = f"CLEVR_{split}_{i:06d}.png"
+                count = 3 + (7 * i + len(split)) % 8
+                pixel = (i, 20 * count, 100 * (split == "val"), 255)
+                buffer = io.BytesIO()
+                Image.new("RGBA", (48, 32), pixel).save(buffer, format="PNG")
+                zf.writestr(f"CLEVR_v1.0/images/{split}/{name}", buffer.getvalue())
+                objects = [{"shape": "cube", "size": "large", "pixel_coords": [10, 10, 5.0]}] * count
+                scenes.append({"image_index": i, "image_filename": name, "split": split, "objects": objects})
+            if split != "test":  # the real test split has no scenes
+                zf.writestr(f"CLEVR_v1.0/scenes/CLEVR_{split}_scenes.json", json.dumps({"scenes": scenes}))
+    return hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def test_clevr_from_a_fake_archive_offline(tmp_path, monkeypatch):
+    downloads, root = tmp_path / "downloads", tmp_path / "data"
+    with pytest.raises(
+        ClipprobeError, match=r"CLEVR not found in .*clevr/ and downloading is off; put CLEVR_v1.0.zip"
+    ):
+        prepare_clevr(downloads, root, {"train": 4, "val": 2, "test": 3}, 16, seed=0, download=False)
+    md5 = _write_fake_clevr(downloads, {"train": 12, "val": 6, "test": 2})
+    monkeypatch.setattr(CLEVRClassification, "_MD5", md5)
+    prepare_clevr(downloads, root, {"train": 4, "val": 2, "test": 3}, 16, seed=0, download=False)
+
+    meta = load_meta(root, "clevr")
+    assert meta.class_names == ["3", "4", "5", "6", "7", "8", "9", "10"] and meta.image_size == (16, 24)
+    splits = {name: load_split(root, "clevr", name) for name in ("train", "val", "test")}
+    ids = {}
+    for name, split in splits.items():
+        assert split.images.shape == (len(split), 16, 24, 3)
+        r, g, b = (split.images[:, 8, 12, c].astype(int) for c in range(3))
+        assert (g == 20 * split.counts).all() and (split.labels == split.counts - 3).all()
+        assert (b == (100 if name == "test" else 0)).all()  # test comes from CLEVR's val split
+        ids[name] = set(r.tolist())
+        assert (split.counts == 3 + (7 * r + len("val" if name == "test" else "train")) % 8).all()
+    assert not ids["train"] & ids["val"] and len(ids["train"]) == 4 and len(ids["test"]) == 3
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _task_metrics(zeroshot: float, pooled: float, prepool: float, majority: float, chance: float) -> dict:
+    probe = {"val_acc": 0.5, "C": 1.0}
+    return {
+        "zeroshot": {"acc": zeroshot},
+        "pooled_probe": {"acc": pooled, **probe},
+        "prepool_probe": {"acc": prepool, **probe, "dim": 2048.0},
+        "majority": {"acc": majority},
+        "chance": chance,
+        "n_test": 2000.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("count", "position", "verdict"),
+    [
+        ((0.35, 0.80, 0.81), (0.26, 0.60, 0.61), "do not support the hypothesis"),
+        ((0.35, 0.60, 0.85), (0.26, 0.40, 0.70), "support the hypothesis**: on every task"),
+        ((0.35, 0.80, 0.81), (0.26, 0.40, 0.70), "support the hypothesis in part"),
+        ((0.34, 0.35, 0.36), (0.25, 0.26, 0.26), "Inconclusive"),
+    ],
+)
+def test_report_verdict_follows_the_numbers(tmp_path, monkeypatch, count, position, verdict):
+    from clipprobe.report.counting import render
+
+    monkeypatch.chdir(tmp_path)
+    metrics = {"count": _task_metrics(*count, 0.35, 1 / 3), "position": _task_metrics(*position, 0.26, 0.25)}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/counting.json").write_text(json.dumps(metrics))
+    section = render(load_params(ROOT / "params.yaml"), tmp_path / "reports")
+
+    assert (tmp_path / "reports/figures/counting.png").stat().st_size > 0
+    assert "![Counting and position readouts](figures/counting.png)" in section
+    assert (
+        f"| probe: pre-pool map | **{100 * count[2]:.2f}** (C = 1) | **{100 * position[2]:.2f}** (C = 1) |"
+        in section
+    )
+    assert verdict in section
+    if count[0] == 0.35:  # zero-shot at the majority level is reported with a reason
+        assert (
+            "zero-shot (prompt ensemble) on the object count (35.00%) does not beat the majority" in section
+        )

@@ -1,0 +1,298 @@
+"""Few-shot sweep: exact zero-shot start, paired support sets, scalar/list shots, clear errors, outputs."""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.params import FEWSHOT_INITS, FewshotParams, load_params, parse_params
+from clipprobe.probes import fewshot
+from clipprobe.probes.fewshot_methods import METHODS, LinearHead, Prior, TipAdapter
+from clipprobe.probes.fewshot_support import make_task
+from clipprobe.probes.fewshot_train import head_accuracy, train_heads
+from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+N_CLASSES, DIM, SCALE = 6, 16, 30.0
+CFG = FewshotParams(
+    inits=list(FEWSHOT_INITS),
+    draws=3,
+    epochs=20,
+    eval_every=5,
+    val_per_class=4,
+    linear={"lr": 0.01, "weight_decay": 0.0},
+    clap={"lr": 0.1},
+    tip={"alphas": [0.0, 0.1, 1.0], "betas": [1.0, 4.0]},
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: a second intra-op thread only adds synchronisation (10x slower on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _split(n_per_class: int, generator: torch.Generator, means: torch.Tensor) -> dict:
+    labels = torch.arange(N_CLASSES).repeat_interleave(n_per_class)
+    labels = labels[torch.randperm(len(labels), generator=generator)]
+    image = 2.0 + means[labels] + 1.5 * torch.randn(len(labels), DIM, generator=generator)
+    return {"image": image, "image_norm": F.normalize(image, dim=-1), "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def features() -> dict:
+    """Synthetic CLIP-like features: noisy class means, text embeddings near (not at) the image means."""
+    g = torch.Generator().manual_seed(0)
+    means = 3 * torch.randn(N_CLASSES, DIM, generator=g)
+    text = (means + 2 * torch.randn(2, N_CLASSES, DIM, generator=g)) * 5  # (T, C, D), raw scale 5
+    return {
+        "train": _split(12, g, means),
+        "val": _split(5, g, means),
+        "test": _split(30, g, means),
+        "text": text,
+    }
+
+
+def _sweep(features, shots, cfg=CFG):
+    return fewshot.run_sweep(
+        features["train"], features["val"], features["test"], features["text"], SCALE, shots, cfg, seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def sweep(features):
+    return _sweep(features, (1, 4))
+
+
+def _zeroshot_acc(features) -> float:
+    weights = zeroshot_weights(features["text"])
+    return accuracy(zeroshot_logits(features["test"]["image"], weights, SCALE), features["test"]["labels"])
+
+
+def test_zeroshot_init_reproduces_zeroshot_accuracy_exactly_at_step_0(features, sweep):
+    zs = _zeroshot_acc(features)
+    assert sweep.zeroshot_acc == zs
+    for k in (1, 4):
+        trace = sweep.results[k]["zeroshot"].trace
+        assert trace.epochs[0] == 0
+        assert torch.equal(trace.test[0], torch.full((CFG.draws,), zs, dtype=torch.float64))
+    assert fewshot.summarize(sweep)["shots_1"]["zeroshot"]["acc_init"] == zs
+
+
+def test_zeroshot_head_logits_equal_zeroshot_logits_bit_for_bit(features):
+    x = F.normalize(features["test"]["image"], dim=-1)
+    weights = zeroshot_weights(features["text"])
+    task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 4, seed=0)
+    head = LinearHead(Prior(weights, SCALE, torch.ones(N_CLASSES)), "zeroshot", lr=0.01, weight_decay=0.0)
+    state = head.init(task, torch.Generator())
+    logits = head.logits(state, x)  # (H, N, C)
+    assert torch.equal(logits[1], zeroshot_logits(features["test"]["image"], weights, SCALE))
+
+
+def _xy(features, split):
+    return F.normalize(features[split]["image"], dim=-1), features[split]["labels"]
+
+
+def test_support_sets_have_k_per_class_from_train_only(features):
+    train_y = features["train"]["labels"]
+    task = make_task(3, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 4, 2, seed=7)
+    assert task.support.shape == (4, 3 * N_CLASSES, DIM)
+    for d in range(4):
+        rows = task.support_index[d]
+        assert len(set(rows.tolist())) == len(rows)  # without replacement
+        assert torch.equal(torch.bincount(train_y[rows], minlength=N_CLASSES), torch.full((N_CLASSES,), 3))
+        assert torch.equal(train_y[rows], task.support_labels)  # class-major: one label vector for all draws
+        assert torch.equal(task.support[d], _xy(features, "train")[0][rows])
+    # few-shot val: min(K, val_per_class) per class, from the val split
+    assert task.val.shape == (4, 2 * N_CLASSES, DIM)
+
+    # continuous random features never repeat: a row equal to a row of a split comes from that split
+    def rows_of(split, x):
+        distance = torch.cdist(
+            x.flatten(0, 1), _xy(features, split)[0], compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        return (distance == 0).any(dim=1)
+
+    assert rows_of("train", task.support).all() and not rows_of("val", task.support).any()
+    assert not rows_of("test", task.support).any()
+    assert (
+        rows_of("val", task.val).all()
+        and not rows_of("train", task.val).any()
+        and not rows_of("test", task.val).any()
+    )
+    assert len({tuple(r.tolist()) for r in task.support_index}) == 4  # draws differ
+
+
+def test_every_method_sees_the_same_support_sets(features, monkeypatch):
+    seen = {}
+    real = fewshot.run_method
+
+    def spy(name, cfg, prior, task, *args):
+        seen[(task.shots, name)] = (task.support_index.clone(), task.val_index.clone())
+        return real(name, cfg, prior, task, *args)
+
+    monkeypatch.setattr(fewshot, "run_method", spy)
+    _sweep(features, (2,))
+    first = seen[(2, FEWSHOT_INITS[0])]
+    assert len(seen) == len(FEWSHOT_INITS)
+    for key, indices in seen.items():
+        assert all(torch.equal(a, b) for a, b in zip(indices, first, strict=True)), key
+
+
+def test_scalar_shots_reproduce_that_shot_count_of_the_list_sweep(features, sweep):
+    alone = _sweep(features, (4,))
+    for name in FEWSHOT_INITS:
+        assert torch.equal(alone.results[4][name].acc, sweep.results[4][name].acc), name
+
+
+@pytest.fixture(scope="module")
+def default_raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(4, (4,)), ([16, 1, 4, 2, 8], (1, 2, 4, 8, 16)), ([2, 2], (2,))]
+)
+def test_shots_accepts_a_scalar_or_a_list(default_raw, value, expected):
+    raw = copy.deepcopy(default_raw)
+    raw["shots"] = value
+    assert parse_params(raw).shots == expected
+
+
+@pytest.mark.parametrize("value", [0, -3, [1, 0], [], True, "four", 2.5])
+def test_bad_shots_is_one_line_naming_shots(default_raw, value):
+    raw = copy.deepcopy(default_raw)
+    raw["shots"] = value
+    with pytest.raises(ClipprobeError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("params.yaml: shots") and "positive integer" in message
+
+
+def test_more_shots_than_the_smallest_class_is_one_line(features):
+    with pytest.raises(ClipprobeError) as info:
+        _sweep(features, (1, 13))  # 12 train images per class
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (
+        "shots: each shot count must be between 1 and 12, the train images of the smallest class (class 0) (got 13)"
+    )
+
+
+def test_batched_heads_train_exactly_like_single_heads(features):
+    """The sum-of-means loss keeps draws independent: a head trained in the batch equals it trained alone."""
+    weights = zeroshot_weights(features["text"])
+    prior = Prior(weights, SCALE, torch.ones(N_CLASSES))
+    task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 3, 2, seed=1)
+    test_x, test_y = _xy(features, "test")
+    method = LinearHead(prior, "zeroshot", lr=0.05, weight_decay=0.0)
+    batched = train_heads(method, task, test_x, test_y, epochs=10, eval_every=5, generator=torch.Generator())
+    from clipprobe.probes.fewshot_methods import _one_draw
+
+    for h in range(3):
+        alone = train_heads(
+            method, _one_draw(task, h), test_x, test_y, epochs=10, eval_every=5, generator=torch.Generator()
+        )
+        assert torch.allclose(alone.test[:, 0], batched.test[:, h]) and torch.allclose(
+            alone.val[:, 0], batched.val[:, h]
+        )
+
+
+def test_tip_with_zero_cache_weight_is_the_zeroshot_classifier(features):
+    weights = zeroshot_weights(features["text"])
+    task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 2, seed=0)
+    tip = TipAdapter(Prior(weights, SCALE, torch.ones(N_CLASSES)), alphas=[0.0], betas=[1.0])
+    result = tip.run(task, *_xy(features, "test"))
+    assert torch.equal(result.acc, torch.full((2,), _zeroshot_acc(features), dtype=torch.float64))
+
+
+def test_methods_learn_from_the_support_set(sweep):
+    """On these well-separated features more shots help every method, and random init starts at chance."""
+    for name in METHODS:
+        assert sweep.results[4][name].acc.mean() > sweep.results[1][name].acc.mean() - 0.02, name
+    assert sweep.results[4]["random"].acc.mean() > 0.5
+    assert sweep.results[1]["random"].trace.test[0].mean() < 0.5
+
+
+def test_summary_is_plain_floats_under_string_keys(sweep):
+    metrics = fewshot.summarize(sweep)
+    assert set(metrics) == {"zeroshot_acc", "chance", "shots_1", "shots_4"}
+    entry = metrics["shots_4"]["clap"]
+    acc = sweep.results[4]["clap"].acc
+    half = 4.302652729911275 * acc.std().item() / math.sqrt(CFG.draws)  # t quantile 0.975, 2 dof
+    assert entry["acc"] == pytest.approx(acc.mean().item()) and entry["ci95"] == pytest.approx(half)
+    assert entry["delta_zeroshot"] == pytest.approx(entry["acc"] - metrics["zeroshot_acc"])
+    paired = acc - sweep.results[4]["random"].acc
+    assert entry["delta_random"] == pytest.approx(paired.mean().item())
+    assert "delta_random" not in metrics["shots_4"]["random"] and "acc_init" not in metrics["shots_4"]["tip"]
+
+    def leaves(node):
+        for value in node.values():
+            yield from leaves(value) if isinstance(value, dict) else [value]
+
+    assert all(type(v) is float and math.isfinite(v) for v in leaves(metrics))
+    json.dumps(metrics)
+
+
+def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw.update(shots=2, device="cpu", fewshot=CFG.model_dump())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "features").mkdir()
+    for split in ("train", "val", "test"):
+        torch.save(features[split], tmp_path / "features" / f"{split}.pt")
+    ensemble = raw["embed"]["ensemble"]
+    text = {
+        "class_names": [f"c{i}" for i in range(N_CLASSES)],
+        "logit_scale": SCALE,
+        "text": {"single": features["text"][:1], ensemble: features["text"]},
+    }
+    torch.save(text, tmp_path / "features" / "text.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "stages/fewshot.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((tmp_path / "metrics/fewshot.json").read_text())
+    assert set(metrics["shots_2"]) == set(FEWSHOT_INITS)
+    header = (tmp_path / "plots/fewshot_acc.csv").read_text().splitlines()[0]
+    assert header == "shots,zeroshot_classifier," + ",".join(FEWSHOT_INITS)
+    curves = (tmp_path / "plots/fewshot_curves.csv").read_text().splitlines()
+    assert curves[0].startswith("shots,epoch,random_test,random_val,zeroshot_test,zeroshot_val")
+    assert len(curves) == 1 + CFG.epochs // CFG.eval_every + 1
+
+    from clipprobe.report import fewshot as report
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        section = report.render(load_params(), tmp_path / "reports")
+    finally:
+        os.chdir(cwd)
+    assert (tmp_path / "reports" / report.ACC_FIGURE).stat().st_size > 0
+    assert (tmp_path / "reports" / report.CURVES_FIGURE).stat().st_size > 0
+    assert section.startswith("## Few-shot") and "| 2 |" in section
+
+
+def test_head_accuracy_matches_argmax_and_counts_ties_as_misses():
+    logits = torch.randn(3, 50, 7, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 7, (50,), generator=torch.Generator().manual_seed(1))
+    expected = torch.tensor([accuracy(logits[h], labels) for h in range(3)], dtype=torch.float64)
+    assert torch.equal(head_accuracy(logits.clone(), labels), expected)
+    assert head_accuracy(torch.zeros(1, 4, 3), torch.zeros(4, dtype=torch.long)).item() == 0.0

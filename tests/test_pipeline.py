@@ -1,0 +1,97 @@
+"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, an experiment, metrics diff."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for CI (about a minute on 2 cores), large enough that every stage does real work.
+TINY = {
+    "data.shapes.image_size": 32,
+    "data.shapes.n_pretrain": 768,
+    "data.shapes.n_train": 480,
+    "data.shapes.n_val": 192,
+    "data.shapes.n_test": 192,
+    "clip.pretrain.steps": 12,
+    "clip.pretrain.batch_size": 64,
+    "clip.pretrain.warmup_steps": 2,
+    "embed.batch_size": 256,
+    "probe.max_iter": 200,
+}
+
+
+def _set(raw: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        raw = raw[part]
+    raw[leaf] = value
+
+
+def _run(*cmd: str, cwd: Path) -> str:
+    # The stages run `python`: make it this interpreter, whether or not its venv is activated.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _dvc(*args: str, cwd: Path) -> str:
+    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git + DVC repo holding this project's pipeline with tiny params, reproduced and committed once."""
+    path = tmp_path_factory.mktemp("pipeline")
+    for name in ("dvc.yaml", "stages", "src"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, path / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in TINY.items():
+        _set(params, key, value)
+    params["device"] = "cpu"
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run("git", "init", "-q", cwd=path)
+    _run("git", "config", "user.email", "ci@clipprobe.test", cwd=path)
+    _run("git", "config", "user.name", "clipprobe ci", cwd=path)
+    _dvc("init", "-q", cwd=path)
+    _dvc("config", "core.analytics", "false", cwd=path)
+    _run("git", "add", "-A", cwd=path)
+    _run("git", "commit", "-qm", "pipeline", cwd=path)
+    _dvc("repro", cwd=path)
+    _run("git", "add", "-A", cwd=path)
+    _run("git", "commit", "-qm", "results", cwd=path)
+    return path
+
+
+@pytest.mark.slow
+def test_repro_writes_metrics_and_report(repo):
+    metrics = json.loads((repo / "metrics/probe.json").read_text())
+    for value in (metrics["zeroshot"]["single"]["acc"], metrics["linear_probe"]["acc"]):
+        assert isinstance(value, float) and 0.0 <= value <= 1.0
+    report = (repo / "reports/report.md").read_text()
+    assert "embedded default" in report
+    for link in ("figures/probes.png", "figures/clip_pretrain.png"):
+        assert link in report and (repo / "reports" / link).stat().st_size > 0
+    assert "Data and pipelines are up to date" in _dvc("status", cwd=repo)
+
+
+@pytest.mark.slow
+def test_experiment_shows_in_metrics_diff(repo):
+    _dvc("exp", "run", "-S", "probe.C=1.0", cwd=repo)
+    diff = json.loads(_dvc("metrics", "diff", "--all", "--json", cwd=repo))
+    probe = diff["metrics/probe.json"]
+    assert probe["linear_probe.C"]["old"] == pytest.approx(0.316)
+    assert probe["linear_probe.C"]["new"] == pytest.approx(1.0)
+    assert "linear_probe.acc" in probe and "zeroshot.ensemble.acc" in probe
