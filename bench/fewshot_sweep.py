@@ -33,14 +33,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads during the sweep (run_sweep's default: 1)"
+    )
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--n-train", type=int, default=50_000)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cfg = load_params().fewshot.model_copy(update={"draws": args.draws})
     shots = (1, 2, 4, 8, 16)
@@ -52,14 +52,16 @@ def main() -> None:
     text = means + 0.8 * torch.randn(4, *means.shape, generator=g) / args.dim**0.25  # (T=4, C, D)
 
     def sweep(ks: tuple[int, ...]):
-        result = run_sweep(train, val, test, text, 100.0, ks, cfg, seed=0, device=device)
+        result = run_sweep(
+            train, val, test, text, 100.0, ks, cfg, seed=0, device=device, cpu_threads=args.threads
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         return result
 
     sweep((1,))  # warm-up: CUDA context, kernels, allocator
     print(
-        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else torch.get_num_threads()}"
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else args.threads}"
         f"{'' if device.type == 'cuda' else ' threads'}), {args.n_train} x {args.dim} train features, "
         f"{args.classes} classes, {cfg.draws} draws, methods {', '.join(cfg.inits)}, {cfg.epochs} epochs"
     )

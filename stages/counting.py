@@ -4,8 +4,9 @@ import time
 from pathlib import Path
 
 from clipprobe.data.store import load_split
+from clipprobe.errors import ClipprobeError
 from clipprobe.models.clip import create_clip, load_clip, mean_std
-from clipprobe.models.tower import FrozenTower
+from clipprobe.models.tower import FrozenTower, has_attnpool_map
 from clipprobe.params import load_params
 from clipprobe.probes.counting import SPLITS, count_task, evaluate_task, position_task, tower_features
 from clipprobe.runtime import resolve_device, run_stage, seed_everything, show_progress, write_json
@@ -18,6 +19,11 @@ def counting() -> None:
     seed_everything(params.seed)
     device = resolve_device(params.device)
     cfg = params.counting
+    if cfg.arch is None and not has_attnpool_map(params.clip.arch):
+        raise ClipprobeError(
+            f"counting.arch: null reads the clip stage's {params.clip.arch}, which has no attention-pool map; "
+            "set counting.arch to a ResNet CLIP (RN50) and counting.pretrained to its tag"
+        )
     if cfg.arch is None:
         model, tokenizer, _ = load_clip("models/clip", device=device)
     else:
@@ -52,7 +58,7 @@ def counting() -> None:
         tasks.append(position_task({s: d.positions for s, d in splits.items()}, cfg.position_templates))
     metrics = {
         task.name: evaluate_task(
-            task, features, model, tokenizer, C=cfg.C, max_iter=cfg.max_iter, device=device
+            task, features, model, tokenizer, Cs=cfg.Cs, max_iter=cfg.max_iter, device=device
         )
         for task in tasks
     }

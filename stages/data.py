@@ -1,6 +1,9 @@
 """data stage: generate the shapes world and/or download CIFAR into the uniform store under data/."""
 
+from pathlib import Path
+
 from clipprobe.data.cifar import prepare_cifar
+from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.params import load_params
 from clipprobe.runtime import run_stage, seed_everything
@@ -10,8 +13,8 @@ def data() -> None:
     params = load_params()
     seed_everything(params.seed)
     cfg = params.data
-    # The shapes world is needed for the probes when selected, and always for pretraining a CLIP from scratch.
-    if cfg.classification == "shapes" or params.clip.pretrained == "scratch":
+    # The shapes world is needed by any task that selects it, and always for pretraining a CLIP from scratch.
+    if "shapes" in (cfg.classification, cfg.counting) or params.clip.pretrained == "scratch":
         shapes = cfg.shapes
         path = generate_shapes_dataset(
             cfg.root,
@@ -37,6 +40,11 @@ def data() -> None:
             val_per_class=cfg.cifar.val_per_class,
             seed=params.seed,
         )
+        print(f"wrote {path}")
+    if cfg.counting == "clevr":
+        clevr = cfg.clevr
+        sizes = {"train": clevr.n_train, "val": clevr.n_val, "test": clevr.n_test}
+        path = prepare_clevr(Path(cfg.downloads), Path(cfg.root), sizes, clevr.image_size, seed=params.seed)
         print(f"wrote {path}")
 
 

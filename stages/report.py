@@ -8,7 +8,12 @@ from clipprobe.report.markdown import render_report
 from clipprobe.runtime import run_stage
 
 OUT = Path("reports")
-SECTIONS = (pretrain, probe, fewshot, counting)  # one module per experiment, each with render(params, out_dir) -> markdown
+SECTIONS = (
+    pretrain,
+    probe,
+    fewshot,
+    counting,
+)  # one module per experiment, each with render(params, out_dir) -> markdown
 
 
 def report() -> None:

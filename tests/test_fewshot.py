@@ -16,7 +16,8 @@ import yaml
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FEWSHOT_INITS, FewshotParams, load_params, parse_params
 from clipprobe.probes import fewshot
-from clipprobe.probes.fewshot_methods import METHODS, LinearHead, Prior, TipAdapter
+from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
+from clipprobe.probes.fewshot_methods import TRAINED, LinearHead, Prior
 from clipprobe.probes.fewshot_support import make_task
 from clipprobe.probes.fewshot_train import head_accuracy, train_heads
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
@@ -32,6 +33,7 @@ CFG = FewshotParams(
     linear={"lr": 0.01, "weight_decay": 0.0},
     clap={"lr": 0.1},
     tip={"alphas": [0.0, 0.1, 1.0], "betas": [1.0, 4.0]},
+    gda={"alphas": [0.0, 0.1, 1.0]},
 )
 
 
@@ -199,11 +201,9 @@ def test_batched_heads_train_exactly_like_single_heads(features):
     test_x, test_y = _xy(features, "test")
     method = LinearHead(prior, "zeroshot", lr=0.05, weight_decay=0.0)
     batched = train_heads(method, task, test_x, test_y, epochs=10, eval_every=5, generator=torch.Generator())
-    from clipprobe.probes.fewshot_methods import _one_draw
-
     for h in range(3):
         alone = train_heads(
-            method, _one_draw(task, h), test_x, test_y, epochs=10, eval_every=5, generator=torch.Generator()
+            method, task.draw(h), test_x, test_y, epochs=10, eval_every=5, generator=torch.Generator()
         )
         assert torch.allclose(alone.test[:, 0], batched.test[:, h]) and torch.allclose(
             alone.val[:, 0], batched.val[:, h]
@@ -218,9 +218,33 @@ def test_tip_with_zero_cache_weight_is_the_zeroshot_classifier(features):
     assert torch.equal(result.acc, torch.full((2,), _zeroshot_acc(features), dtype=torch.float64))
 
 
+def test_gda_at_one_shot_is_the_zeroshot_classifier(features):
+    """One image per class has no within-class scatter: the covariance is 0, W = 0, only zero-shot remains."""
+    weights = zeroshot_weights(features["text"])
+    task = make_task(1, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 2, seed=0)
+    gda = GaussianDiscriminant(Prior(weights, SCALE, torch.ones(N_CLASSES)), alphas=[1.0])
+    weight, _ = gda.fit(task)
+    assert torch.equal(weight, torch.zeros_like(weight))
+    result = gda.run(task, *_xy(features, "test"))
+    assert torch.equal(result.acc, torch.full((2,), _zeroshot_acc(features), dtype=torch.float64))
+
+
+def test_gda_is_linear_discriminant_analysis(features):
+    """With a large weight GDA is LDA: its weights solve Sigma W^T = mu^T with the KS-shrunk covariance."""
+    weights = zeroshot_weights(features["text"])
+    task = make_task(4, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 1, 2, seed=0)
+    weight, bias = GaussianDiscriminant(Prior(weights, SCALE, torch.ones(N_CLASSES)), alphas=[1.0]).fit(task)
+    x, y = task.support[0].double(), task.support_labels
+    means = torch.stack([x[y == c].mean(dim=0) for c in range(N_CLASSES)])
+    scatter = sum((x[y == c] - means[c]).T @ (x[y == c] - means[c]) for c in range(N_CLASSES))
+    shrunk = (scatter + torch.trace(scatter) / (len(x) - 1) * torch.eye(DIM)) / DIM
+    assert torch.allclose(shrunk @ weight[0].T, means.T, atol=1e-8)
+    assert torch.allclose(bias[0], -0.5 * (weight[0] * means).sum(dim=1) - math.log(N_CLASSES))
+
+
 def test_methods_learn_from_the_support_set(sweep):
     """On these well-separated features more shots help every method, and random init starts at chance."""
-    for name in METHODS:
+    for name in FEWSHOT_INITS:
         assert sweep.results[4][name].acc.mean() > sweep.results[1][name].acc.mean() - 0.02, name
     assert sweep.results[4]["random"].acc.mean() > 0.5
     assert sweep.results[1]["random"].trace.test[0].mean() < 0.5
@@ -237,6 +261,15 @@ def test_summary_is_plain_floats_under_string_keys(sweep):
     paired = acc - sweep.results[4]["random"].acc
     assert entry["delta_random"] == pytest.approx(paired.mean().item())
     assert "delta_random" not in metrics["shots_4"]["random"] and "acc_init" not in metrics["shots_4"]["tip"]
+    assert set(metrics["shots_4"]["lpp"]) == {
+        "acc",
+        "ci95",
+        "delta_zeroshot",
+        "delta_random",
+        "delta_random_ci95",
+        "acc_init",
+        "acc_last",
+    }
 
     def leaves(node):
         for value in node.values():
@@ -288,6 +321,10 @@ def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features):
     assert (tmp_path / "reports" / report.ACC_FIGURE).stat().st_size > 0
     assert (tmp_path / "reports" / report.CURVES_FIGURE).stat().st_size > 0
     assert section.startswith("## Few-shot") and "| 2 |" in section
+
+
+def test_every_init_in_params_has_a_method():
+    assert sorted([*TRAINED, *fewshot.CLOSED_FORM]) == sorted(FEWSHOT_INITS)
 
 
 def test_head_accuracy_matches_argmax_and_counts_ties_as_misses():

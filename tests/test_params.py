@@ -58,7 +58,11 @@ def _edit(raw: dict, dotted: str, value) -> dict:
     [
         ("probe.Cx", 1.0, "probe.Cx: unknown key; allowed here: features, C, max_iter"),
         ("clip.pretrain.steps", "many", "clip.pretrain.steps: Input should be a valid integer"),
-        ("data.classification", "imagenet", "data.classification: Input should be 'shapes', 'cifar100' or 'cifar10'"),
+        (
+            "data.classification",
+            "imagenet",
+            "data.classification: Input should be 'shapes', 'cifar100' or 'cifar10'",
+        ),
         ("clip.arch", "ResNet-9000", "clip.arch: unknown arch 'ResNet-9000'"),
         ("data.shapes.n_train", -5, "data.shapes.n_train: Input should be greater than 0 (got -5)"),
         ("probe.C", -1.0, "probe.C"),

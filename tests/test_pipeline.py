@@ -16,18 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "data.shapes.image_size": 32,
     "data.shapes.n_pretrain": 768,
-    "data.shapes.n_train": 480,
-    "data.shapes.n_val": 192,
+    "data.shapes.n_train": 960,
+    "data.shapes.n_val": 480,
     "data.shapes.n_test": 192,
     "clip.pretrain.steps": 12,
     "clip.pretrain.batch_size": 64,
     "clip.pretrain.warmup_steps": 2,
     "embed.batch_size": 256,
     "probe.max_iter": 200,
+    "shots": [1, 2],
+    "fewshot.draws": 2,
+    "fewshot.epochs": 20,
 }
 
 
-def _set(raw: dict, dotted: str, value) -> None:
+def _set(raw: dict, dotted: str, value: object) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:
         raw = raw[part]
@@ -95,3 +98,11 @@ def test_experiment_shows_in_metrics_diff(repo):
     assert probe["linear_probe.C"]["old"] == pytest.approx(0.316)
     assert probe["linear_probe.C"]["new"] == pytest.approx(1.0)
     assert "linear_probe.acc" in probe and "zeroshot.ensemble.acc" in probe
+
+
+@pytest.mark.slow
+def test_scalar_shots_experiment_changes_fewshot_metrics(repo):
+    _dvc("exp", "run", "-S", "shots=4", cwd=repo)
+    diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))["metrics/fewshot.json"]
+    assert any(key.startswith("shots_4.") and value["new"] is not None for key, value in diff.items())
+    assert any(key.startswith("shots_1.") and value["new"] is None for key, value in diff.items())

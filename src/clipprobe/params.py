@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from clipprobe.errors import ClipprobeError
 
@@ -135,7 +143,7 @@ class ProbeParams(_Group):
     max_iter: PositiveInt  # L-BFGS iterations
 
 
-FEWSHOT_INITS = ("random", "zeroshot", "clap", "lpp", "tip")
+FEWSHOT_INITS = ("random", "zeroshot", "clap", "lpp", "tip", "gda")
 
 
 class LinearRecipe(_Group):
@@ -154,6 +162,11 @@ class TipRecipe(_Group):
     betas: Annotated[list[PositiveFloat], Field(min_length=1)]  # sharpness of the cache affinity
 
 
+class GdaRecipe(_Group):
+    # grid searched on the few-shot val set; logits = s * cos to text + alpha * (Gaussian discriminant)
+    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]  # weight of the discriminant
+
+
 class FewshotParams(_Group):
     inits: Annotated[list[Literal[FEWSHOT_INITS]], Field(min_length=1)]  # methods compared on the same draws
     draws: Annotated[int, Field(ge=2)]  # support-set draws per shot count (a 95% interval needs two)
@@ -163,6 +176,7 @@ class FewshotParams(_Group):
     linear: LinearRecipe
     clap: ClapRecipe
     tip: TipRecipe
+    gda: GdaRecipe
 
     @field_validator("inits")
     @classmethod
@@ -181,8 +195,7 @@ class CountingParams(_Group):
     number_words: bool  # "two shapes" (true) or "2 shapes" (false)
     position_templates: list[str]  # zero-shot prompts, `{}` = the quadrant ("top left", ..., "bottom right")
     prepool_grid: PositiveInt  # cells per side the pre-pool map is average-pooled to before its probe
-    # Inverse L2 strength of both probes (sklearn's C), or 'auto': the CLIP paper's search on val, refit on train+val.
-    C: PositiveFloat | Literal["auto"]
+    Cs: Annotated[list[PositiveFloat], Field(min_length=1)]  # sklearn C values tried; the best on val is kept
     max_iter: PositiveInt  # L-BFGS iterations per probe fit
     batch_size: PositiveInt  # images per forward pass
 
@@ -193,19 +206,28 @@ class CountingParams(_Group):
             raise ValueError("needs at least one template, each with exactly one '{}'")
         return templates
 
-    @model_validator(mode="after")
-    def _resnet_arch(self) -> CountingParams:
+    @field_validator("arch")
+    @classmethod
+    def _resnet_arch(cls, arch: str | None) -> str | None:
         import open_clip
 
+        import clipprobe.models  # noqa: F401  (registers the tiny configs)
         from clipprobe.models.tower import has_attnpool_map
 
-        if (self.arch is None) != (self.pretrained is None):
-            raise ValueError("arch and pretrained are both null (the clip stage's model) or both set")
-        if self.arch is not None and self.arch not in open_clip.list_models():
-            raise ValueError(f"unknown arch '{self.arch}'; use a ResNet CLIP from open_clip.list_models() (RN50)")
-        if self.arch is not None and not has_attnpool_map(self.arch):
-            raise ValueError(f"arch '{self.arch}' has no attention-pool map; use a ResNet CLIP such as RN50")
-        return self
+        if arch is not None and arch not in open_clip.list_models():
+            raise ValueError(f"unknown arch '{arch}'; use a ResNet CLIP from open_clip.list_models() (RN50)")
+        if arch is not None and not has_attnpool_map(arch):
+            raise ValueError(f"arch '{arch}' has no attention-pool map; use a ResNet CLIP such as RN50")
+        return arch
+
+    @field_validator("pretrained")
+    @classmethod
+    def _paired(cls, pretrained: str | None, info: ValidationInfo) -> str | None:
+        if (info.data.get("arch") is None) != (pretrained is None):
+            raise ValueError(
+                "null exactly when arch is null (the clip stage's model); else a tag or checkpoint path"
+            )
+        return pretrained
 
 
 class Params(_Group):
@@ -249,7 +271,8 @@ def _format_error(err: ValidationError, source: str) -> str:
         return f"{source}: {key}: required key is missing"
     message = first["msg"].removeprefix("Value error, ")
     where = f"{key}: " if key else ""
-    return f"{source}: {where}{message} (got {first['input']!r})"
+    got = "" if isinstance(first["input"], dict) else f" (got {first['input']!r})"  # a whole group is noise
+    return f"{source}: {where}{message}{got}"
 
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:

@@ -1,14 +1,16 @@
 """The few-shot sweep: shot counts x methods x support-set draws on cached features, and its summaries.
 
-For each shot count K the draws are sampled once (`fewshot_support`) and every method runs on the same draws
-(`fewshot_methods`, batched over draws by `fewshot_train`), so differences between methods are paired.
+For each shot count K the draws are sampled once (`fewshot_support`) and every method runs on the same draws,
+so differences between methods are paired: trained methods (`fewshot_methods`, batched over draws by
+`fewshot_train`) and training-free ones (`fewshot_closed`).
 Summaries are plain floats under string keys (`shots_4.zeroshot.acc`) and wide rows for `plots/`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +20,10 @@ from scipy.special import stdtrit  # Student t quantile; scipy.stats takes secon
 from tqdm import tqdm
 
 from clipprobe.params import FEWSHOT_INITS, FewshotParams
-from clipprobe.probes.fewshot_methods import MethodResult, Prior, run_method
-from clipprobe.probes.fewshot_support import check_shots, make_task
+from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
+from clipprobe.probes.fewshot_methods import TRAINED, MethodResult, Prior
+from clipprobe.probes.fewshot_support import Task, check_shots, make_task
+from clipprobe.probes.fewshot_train import train_heads
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
 
 _INIT_STREAM = 2  # random-stream offset of the methods' own randomness (support sets use 0 and 1)
@@ -30,6 +34,31 @@ class Sweep:
     zeroshot_acc: float  # test accuracy of the zero-shot classifier (the line every method is compared to)
     n_classes: int
     results: dict[int, dict[str, MethodResult]]  # shots -> method -> per-draw results
+
+
+CLOSED_FORM = {
+    "tip": lambda prior, cfg: TipAdapter(prior, cfg.tip.alphas, cfg.tip.betas),
+    "gda": lambda prior, cfg: GaussianDiscriminant(prior, cfg.gda.alphas),
+}
+
+
+def run_method(
+    name: str,
+    cfg: FewshotParams,
+    prior: Prior,
+    task: Task,
+    test: torch.Tensor,
+    test_labels: torch.Tensor,
+    generator: torch.Generator,
+) -> MethodResult:
+    """Run method `name` on every draw of `task`; the test split only scores the already chosen model."""
+    if name in CLOSED_FORM:
+        return CLOSED_FORM[name](prior, cfg).run(task, test, test_labels)
+    method = TRAINED[name](prior, cfg)
+    trace = train_heads(
+        method, task, test, test_labels, epochs=cfg.epochs, eval_every=cfg.eval_every, generator=generator
+    )
+    return MethodResult(trace.selected(method.select), trace=trace)
 
 
 def _split(features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +77,7 @@ def run_sweep(
     seed: int,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    cpu_threads: int | None = 1,
 ) -> Sweep:
     """Run every method of `cfg.inits` on `cfg.draws` support sets per shot count.
 
@@ -56,7 +86,39 @@ def run_sweep(
     train, val, test: cached feature dicts (`features/<split>.pt`): "image" (N, D) raw, "labels" (N,).
     text: (T, C, D) text embeddings of the zero-shot template ensemble; logit_scale: CLIP's (e.g. 100).
     shots: shot counts K; each must fit the smallest train class (else a one-line ClipprobeError).
+    cpu_threads: torch threads while the sweep runs on a CPU (None: leave torch's setting). Its tensors are
+        small, and a second intra-op thread only adds synchronisation: the embedded default took 36 s on one
+        thread and 429 s on two on a busy 2-core machine (OpenMP threads spin while they wait).
     """
+    device = torch.device(device)
+    with _cpu_threads(cpu_threads if device.type == "cpu" else None):
+        return _sweep(train, val, test, text, logit_scale, shots, cfg, seed, device, progress)
+
+
+@contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to n inside the block (unchanged for None), restored after."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _sweep(
+    train: dict[str, torch.Tensor],
+    val: dict[str, torch.Tensor],
+    test: dict[str, torch.Tensor],
+    text: torch.Tensor,
+    logit_scale: float,
+    shots: Sequence[int],
+    cfg: FewshotParams,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+) -> Sweep:
     weights = zeroshot_weights(text.float()).to(device)  # (C, D)
     n_classes = len(weights)
     train_xy, val_xy = _split(train), _split(val)
@@ -87,26 +149,21 @@ def interval(values: torch.Tensor) -> tuple[float, float]:
 
 
 def summarize(sweep: Sweep) -> dict[str, dict[str, dict[str, float]] | float]:
-    """metrics/fewshot.json: per `shots_K.<method>`: acc (mean over draws) and its ci95, std, the difference to
-    the zero-shot classifier (delta_zeroshot) and the paired difference to `random` on the same draws
-    (delta_random), both with a 95% interval; for trained methods the test accuracy at init and at the last epoch.
+    """metrics/fewshot.json, per `shots_K.<method>`: acc (mean test accuracy over draws) and ci95 (half-width
+    of its 95% interval); delta_zeroshot, the difference to the zero-shot classifier (which is the same for
+    every draw, so its interval is ci95); delta_random, the paired difference to `random` on the same draws,
+    with delta_random_ci95; for trained methods acc_init and acc_last, the test accuracy before any step and
+    after the last one.
     """
     metrics: dict = {"zeroshot_acc": sweep.zeroshot_acc, "chance": 1.0 / sweep.n_classes}
     for k, methods in sweep.results.items():
         block = {}
         for name, result in methods.items():
             acc, ci = interval(result.acc)
-            entry = {
-                "acc": acc,
-                "ci95": ci,
-                "std": result.acc.std(unbiased=True).item(),
-                "delta_zeroshot": acc - sweep.zeroshot_acc,
-                "delta_zeroshot_ci95": ci,  # the zero-shot classifier is the same for every draw
-            }
+            entry = {"acc": acc, "ci95": ci, "delta_zeroshot": acc - sweep.zeroshot_acc}
             if "random" in methods and name != "random":
-                entry["delta_random"], entry["delta_random_ci95"] = interval(
-                    result.acc - methods["random"].acc
-                )
+                paired = result.acc - methods["random"].acc
+                entry["delta_random"], entry["delta_random_ci95"] = interval(paired)
             if result.trace is not None:
                 entry["acc_init"] = result.trace.test[0].mean().item()
                 entry["acc_last"] = result.trace.test[-1].mean().item()
@@ -115,11 +172,20 @@ def summarize(sweep: Sweep) -> dict[str, dict[str, dict[str, float]] | float]:
     return metrics
 
 
+def _csv(value: float | torch.Tensor) -> float:
+    """An accuracy for a CSV cell: 6 decimals (0.2362, not 0.23620000000000002)."""
+    return round(float(value), 6)
+
+
 def accuracy_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
     """plots/fewshot_acc.csv: one row per shot count, one column per method (mean test accuracy)."""
     names = list(next(iter(sweep.results.values())))
     rows = [
-        {"shots": k, "zeroshot_classifier": sweep.zeroshot_acc, **{n: r[n].acc.mean().item() for n in names}}
+        {
+            "shots": k,
+            "zeroshot_classifier": _csv(sweep.zeroshot_acc),
+            **{n: _csv(r[n].acc.mean()) for n in names},
+        }
         for k, r in sweep.results.items()
     ]
     return rows, ["shots", "zeroshot_classifier", *names]
@@ -136,7 +202,7 @@ def curve_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
         for i, epoch in enumerate(epochs):
             row = {"shots": k, "epoch": epoch}
             for n in trained:
-                row[f"{n}_test"] = methods[n].trace.test[i].mean().item()
-                row[f"{n}_val"] = methods[n].trace.val[i].mean().item()
+                row[f"{n}_test"] = _csv(methods[n].trace.test[i].mean())
+                row[f"{n}_val"] = _csv(methods[n].trace.val[i].mean())
             rows.append(row)
     return rows, columns

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from clipprobe.errors import ClipprobeError
 
@@ -34,6 +35,19 @@ class Task:
     @property
     def draws(self) -> int:
         return self.support.shape[0]
+
+    def draw(self, h: int) -> Task:
+        """Draw h alone, as a task of one draw."""
+        one = slice(h, h + 1)
+        return Task(
+            self.shots,
+            self.support[one],
+            self.support_labels,
+            self.val[one],
+            self.val_labels,
+            self.support_index[one],
+            self.val_index[one],
+        )
 
 
 def check_shots(shots: Sequence[int], labels: torch.Tensor, n_classes: int) -> None:
@@ -94,3 +108,9 @@ def make_task(
         support_index=support_index,
         val_index=val_index,
     )
+
+
+def class_means(values: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(H, M, F) per-row values -> (H, C, F) mean over the rows of each class."""
+    onehot = F.one_hot(labels, n_classes).to(values.dtype)  # (M, C)
+    return onehot.T @ values / onehot.sum(dim=0)[:, None]

@@ -29,7 +29,7 @@ class Optimizer(Protocol):
 class TrainedMethod(Protocol):
     """A few-shot method trained by gradient steps on the support set (all draws at once)."""
 
-    select: str  # "val": the evaluation point with the best few-shot val accuracy; "last": the final epoch
+    select: str  # "val": the point chosen on few-shot val (`Trace.chosen`); "last": the final epoch
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]: ...
 
@@ -102,7 +102,7 @@ def earliest_within_noise(hits: torch.Tensor) -> torch.Tensor:
     candidate whose deficit to the best on the same val images, (b - c) with b = images only the best gets
     right and c = images only the candidate gets right, is at most McNemar's standard error sqrt(b + c).
     With 1-4 val images per class a plain argmax mostly picks noise: on the embedded default it moved the
-    zero-shot init off epoch 0 for half the 1-shot draws, at a cost of ~1.5 points of test accuracy.
+    zero-shot init off epoch 0 for half the 1-shot draws, at a cost of ~1.5 points (measured on val).
     """
     best = hits.sum(dim=-1).argmax(dim=0)  # (H,) first best
     best_hits = hits[best, torch.arange(hits.shape[1])]  # (H, V)

@@ -7,7 +7,8 @@ what sklearn hands to scipy too, and stop like it: max |gradient| <= tol, or max
 Two things make it fast. The gradient is written out (softmax - onehot), so one objective evaluation is two
 (n, D) x (D, C) matmuls and a few in-place elementwise passes, in float32. And the features are centred
 first: logits = (x - mu) W^T + (b + W mu) is the same model with the same penalty (the intercept is not
-penalised), but without the mean offset that CLIP features carry, the problem is far better conditioned.
+penalised), but without the mean offset that CLIP features carry, the problem is far better conditioned
+(bench/linear_probe.py features, 20k rows: 28 instead of 73 iterations at C = 0.316, 39 instead of 89 at 10).
 """
 
 from __future__ import annotations
@@ -131,13 +132,16 @@ def search_C(
     *,
     device: str | torch.device = "cpu",
     max_iter: int = 1000,
+    tol: float = 1e-6,
 ) -> tuple[float, list[tuple[float, float]]]:
     """The CLIP paper's search for lambda = 1/C in [1e-6, 1e6], by validation accuracy.
 
     Seven starting points (lambda = 1e-6, 1e-4, ..., 1e6), then the step around the best is halved
     (2, 1, 1/2, 1/4 decades) down to 8 steps per decade. Ties go to the larger lambda (more regularised).
-    Fits are warm-started from the nearest lambda already fitted. Returns the best C and every
-    (C, val accuracy) evaluated, sorted by C; the caller refits on train + val.
+    Fits are warm-started from the nearest lambda already fitted, so they converge further than sklearn's
+    tol (1e-4): a neighbour's solution already meets 1e-4 and the fit stops at once (0 iterations), which
+    flattens the curve (bench/linear_probe.py --search: best C 1 at 1e-4 vs 23.7 at 1e-6, +2.1 pp val).
+    Returns the best C and every (C, val accuracy) evaluated, sorted by C; the caller refits on train + val.
     """
     _check_xy(X_train, y_train, "X_train/y_train")
     _check_xy(X_val, y_val, "X_val/y_val")
@@ -151,7 +155,7 @@ def search_C(
             return
         nearest = min(models, key=lambda s: (abs(s - step), -s), default=None)
         init = None if nearest is None else models[nearest]
-        kw = dict(n_classes=n_classes, max_iter=max_iter, device=device, init=init)
+        kw = dict(n_classes=n_classes, max_iter=max_iter, tol=tol, device=device, init=init)
         models[step] = fit_logreg(X_train, y_train, 1.0 / _lambda(step), **kw)
         val_acc[step] = accuracy(models[step].predict(X_val), y_val)
 
@@ -178,11 +182,14 @@ def linear_probe(
     *,
     device: str | torch.device = "cpu",
     max_iter: int = 1000,
+    tol: float = 1e-6,
 ) -> dict:
     """Full linear probe: pick C on val (`C="auto"`) or take it as given, refit on train + val, score test.
 
     Test is used for the final accuracy only. Returns plain floats: ``acc1`` (test top-1), ``C``, and with
     ``C="auto"`` also ``val_acc`` (best validation accuracy) and ``search`` ({f"{C:.6g}": val accuracy}).
+    `tol` is tighter than sklearn's 1e-4 (see `search_C`); with weak regularisation 1e-4 also stops the
+    refit short of the optimum, for sklearn too (bench/linear_probe.py --n 10000 --C 10: 63.1% vs 65.2%).
     """
     if not (C == "auto" or (isinstance(C, (int, float)) and C > 0 and math.isfinite(C))):
         raise ClipprobeError(f"C: a positive number or 'auto' is needed (got {C!r})")
@@ -190,10 +197,10 @@ def linear_probe(
         raise ClipprobeError("C: 'auto' needs a validation split to search on (got none)")
     result: dict = {}
     if C == "auto":
-        C, curve = search_C(*train, *val, device=device, max_iter=max_iter)
+        C, curve = search_C(*train, *val, device=device, max_iter=max_iter, tol=tol)
         result["val_acc"] = dict(curve)[C]
         result["search"] = {f"{c:.6g}": acc for c, acc in curve}
     X, y = train if val is None else (torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]]))
-    model = fit_logreg(X, y, float(C), max_iter=max_iter, device=device)
+    model = fit_logreg(X, y, float(C), max_iter=max_iter, tol=tol, device=device)
     result.update(acc1=accuracy(model.predict(test[0]), test[1]), C=float(C))
     return result

@@ -75,7 +75,10 @@ def _task_sentence(task: str, result: dict) -> tuple[str, bool, bool]:
     if _beats(pre, pooled, n):
         pool = f"the pre-pool map gives {pct(pre - pooled)} points more than the pooled embedding (95% noise ±{pct(noise)}): the pool discards part of it"
     elif _beats(pooled, pre, n):
-        pool = f"the pooled embedding gives {pct(pooled - pre)} points more than the pre-pool map (±{pct(noise)}): nothing linearly readable is lost in the pool"
+        pool = (
+            f"the pooled embedding gives {pct(pooled - pre)} points more than the pre-pool map (±{pct(noise)}): "
+            "nothing linearly readable is lost in the pool, whose attention, a nonlinear aggregate, makes it easier to read"
+        )
     else:
         pool = f"the pre-pool map and the pooled embedding agree within noise ({pct(pre)}% vs {pct(pooled)}%, ±{pct(noise)}): the pool keeps it"
     trails = _beats(pooled, zs, n)
@@ -141,17 +144,15 @@ def render(params: Params, out_dir: Path) -> str:
     dataset = params.data.counting
     tasks = " and the ".join(TASKS.get(task, task) for task in metrics)
     first = next(iter(metrics.values()))
-    how_c = (
-        "C from the CLIP paper's search on val, then a refit on train + val"
-        if cfg.C == "auto"
-        else f"C fixed at {cfg.C:g}"
+    prompts = f"{len(cfg.count_templates)} count prompt phrasings" + (
+        f" and {len(cfg.position_templates)} position phrasings" if "position" in metrics else ""
     )
+    how_c = f"C chosen on val from {', '.join(f'{c:g}' for c in cfg.Cs)}"
     lines = [
         "## Counting and position: what the attention pool discards",
         "",
         f"On `{dataset}`, the {tasks} are read out four ways from the frozen ResNet tower of {model}: zero-shot "
-        f"with the count prompts ({len(cfg.count_templates)} phrasings) and the position prompts "
-        f"({len(cfg.position_templates)}), ensembled; logistic regression on the pooled embedding "
+        f"with {prompts}, ensembled; logistic regression on the pooled embedding "
         "(`encode_image`); logistic regression on the map the attention pool reads, average-pooled to "
         f"{cfg.prepool_grid}x{cfg.prepool_grid} cells ({first['prepool_probe']['dim']:.0f} features); and the "
         "majority class of train. Both probes take features from one pass through the same frozen tower, "

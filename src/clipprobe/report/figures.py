@@ -72,6 +72,6 @@ def pretrain_curve(curve: pd.DataFrame, title: str, path: Path) -> None:
     scale_ax.set_ylabel("logit scale (exp t)")
     scale_ax.grid(False)
     lines = ax.get_lines() + scale_ax.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper right", fontsize=8)
+    ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     ax.set_title(title, fontsize=10)
     save(fig, path)
