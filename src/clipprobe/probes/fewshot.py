@@ -92,7 +92,28 @@ def run_sweep(
     """
     device = torch.device(device)
     with _cpu_threads(cpu_threads if device.type == "cpu" else None):
-        return _sweep(train, val, test, text, logit_scale, shots, cfg, seed, device, progress)
+        weights = zeroshot_weights(text.float()).to(device)  # (C, D)
+        n_classes = len(weights)
+        train_xy, val_xy = _split(train), _split(val)
+        check_shots(shots, train_xy[1], n_classes)
+        test_x, test_y = (t.to(device) for t in _split(test))
+        zeroshot_acc = accuracy(
+            zeroshot_logits(test["image"].float().to(device), weights, logit_scale), test_y
+        )
+        prior = Prior(weights, logit_scale, text_norms=text.float().mean(dim=0).norm(dim=-1).to(device))
+        results: dict[int, dict[str, MethodResult]] = {}
+        bar = tqdm(total=len(shots) * len(cfg.inits), desc="few-shot", disable=not progress)
+        for k in shots:
+            task = make_task(k, train_xy, val_xy, n_classes, cfg.draws, cfg.val_per_class, seed, device)
+            results[k] = {}
+            for name in cfg.inits:
+                stream = np.random.SeedSequence([seed, k, _INIT_STREAM, FEWSHOT_INITS.index(name)])
+                generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
+                results[k][name] = run_method(name, cfg, prior, task, test_x, test_y, generator)
+                bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
+                bar.update()
+        bar.close()
+        return Sweep(zeroshot_acc, n_classes, results)
 
 
 @contextmanager
@@ -105,40 +126,6 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _sweep(
-    train: dict[str, torch.Tensor],
-    val: dict[str, torch.Tensor],
-    test: dict[str, torch.Tensor],
-    text: torch.Tensor,
-    logit_scale: float,
-    shots: Sequence[int],
-    cfg: FewshotParams,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-) -> Sweep:
-    weights = zeroshot_weights(text.float()).to(device)  # (C, D)
-    n_classes = len(weights)
-    train_xy, val_xy = _split(train), _split(val)
-    check_shots(shots, train_xy[1], n_classes)
-    test_x, test_y = (t.to(device) for t in _split(test))
-    zeroshot_acc = accuracy(zeroshot_logits(test["image"].float().to(device), weights, logit_scale), test_y)
-    prior = Prior(weights, logit_scale, text_norms=text.float().mean(dim=0).norm(dim=-1).to(device))
-    results: dict[int, dict[str, MethodResult]] = {}
-    bar = tqdm(total=len(shots) * len(cfg.inits), desc="few-shot", disable=not progress)
-    for k in shots:
-        task = make_task(k, train_xy, val_xy, n_classes, cfg.draws, cfg.val_per_class, seed, device)
-        results[k] = {}
-        for name in cfg.inits:
-            stream = np.random.SeedSequence([seed, k, _INIT_STREAM, FEWSHOT_INITS.index(name)])
-            generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
-            results[k][name] = run_method(name, cfg, prior, task, test_x, test_y, generator)
-            bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
-            bar.update()
-    bar.close()
-    return Sweep(zeroshot_acc, n_classes, results)
 
 
 def interval(values: torch.Tensor) -> tuple[float, float]:
