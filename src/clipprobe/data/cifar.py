@@ -23,8 +23,8 @@ _logger = logging.getLogger(__name__)
 CIFAR_DATASETS: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 _TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
-# what torchvision raises when the download, its checksum or the extraction fails (URLError is an OSError)
-_FETCH_ERRORS = (OSError, RuntimeError, http.client.HTTPException)
+# What torchvision raises when the download, its checksum or the extraction fails (URLError is an OSError)
+FETCH_ERRORS = (OSError, RuntimeError, http.client.HTTPException)
 
 
 def prepare_cifar(
@@ -99,13 +99,13 @@ def _load(name: str, downloads: Path, train: bool, download: bool) -> CIFAR10:
     fetch = download or check_integrity(archive, cls.tgz_md5)
     try:
         return cls(root=downloads, train=train, download=fetch)
-    except _FETCH_ERRORS as err:
+    except FETCH_ERRORS as err:
         raise ClipprobeError(_fetch_failure(name, archive, err, download)) from None
 
 
 def _fetch_failure(name: str, archive: Path, err: BaseException, download: bool) -> str:
     cls, title, folder = CIFAR_DATASETS[name], _TITLES[name], archive.parent
-    why = f"the download failed ({_short(err)})" if download else "downloading is off"
+    why = f"the download failed ({short_error(err)})" if download else "downloading is off"
     if not archive.is_file():
         return (
             f"data: {title} not found in {folder}/ and {why}; "
@@ -119,10 +119,10 @@ def _fetch_failure(name: str, archive: Path, err: BaseException, download: bool)
         )
     # the archive is intact, so what failed is the extraction or the extracted files
     extracted = folder / cls.base_folder
-    return f"data: could not read {title} from {folder}/ ({_short(err)}); delete {extracted}/ and rerun"
+    return f"data: could not read {title} from {folder}/ ({short_error(err)}); delete {extracted}/ and rerun"
 
 
-def _short(err: BaseException) -> str:
+def short_error(err: BaseException) -> str:
     """One line for an exception; a URLError's reason is the useful part."""
     detail = getattr(err, "reason", None) or err
     return f"{type(err).__name__}: {detail}".replace("\n", " ")
