@@ -4,12 +4,11 @@ import time
 from pathlib import Path
 
 from clipprobe.data.store import load_split
-from clipprobe.errors import ClipprobeError
-from clipprobe.models.clip import create_clip, load_clip, mean_std
-from clipprobe.models.tower import FrozenTower, has_attnpool_map
+from clipprobe.models.clip import mean_std
+from clipprobe.models.tower import FrozenTower, tower_clip
 from clipprobe.params import load_params
 from clipprobe.probes.counting import SPLITS, count_task, evaluate_task, position_task, tower_features
-from clipprobe.runtime import resolve_device, run_stage, seed_everything, show_progress, write_json
+from clipprobe.runtime import resolve_device, run_stage, seed_everything, write_json
 
 OUT = Path("metrics/counting.json")
 
@@ -19,16 +18,15 @@ def counting() -> None:
     seed_everything(params.seed)
     device = resolve_device(params.device)
     cfg = params.counting
-    if cfg.arch is None and not has_attnpool_map(params.clip.arch):
-        raise ClipprobeError(
-            f"counting.arch: null reads the clip stage's {params.clip.arch}, which has no attention-pool map; "
-            "set counting.arch to a ResNet CLIP (RN50) and counting.pretrained to its tag"
-        )
-    if cfg.arch is None:
-        model, tokenizer, _ = load_clip("models/clip", device=device)
-    else:
-        cache = Path(params.data.downloads) / "open_clip"
-        model, tokenizer = create_clip(cfg.arch, cfg.pretrained, cache_dir=cache)
+    model, tokenizer = tower_clip(
+        cfg.arch,
+        cfg.pretrained,
+        group="counting",
+        clip_arch=params.clip.arch,
+        clip_dir="models/clip",
+        downloads=params.data.downloads,
+        device=device,
+    )
     tower = FrozenTower(model)  # the tower stops before the pool; its own pool gives the pooled embedding
     mean, std = mean_std(model)
 
@@ -43,7 +41,6 @@ def counting() -> None:
             device=device,
             batch_size=cfg.batch_size,
             grid=cfg.prepool_grid,
-            progress=show_progress(),
         )
         for split, data in splits.items()
     }

@@ -1,9 +1,10 @@
-"""data stage: generate the shapes world and/or download CIFAR into the uniform store under data/."""
+"""data stage: generate the shapes world and/or download CIFAR, CLEVR and Pets into the store under data/."""
 
 from pathlib import Path
 
 from clipprobe.data.cifar import prepare_cifar
 from clipprobe.data.clevr import prepare_clevr
+from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.params import load_params
 from clipprobe.runtime import run_stage, seed_everything
@@ -14,7 +15,8 @@ def data() -> None:
     seed_everything(params.seed)
     cfg = params.data
     # The shapes world is needed by any task that selects it, and always for pretraining a CLIP from scratch.
-    if "shapes" in (cfg.classification, cfg.counting) or params.clip.pretrained == "scratch":
+    tasks = (cfg.classification, cfg.counting, cfg.vqvae, cfg.segment)
+    if "shapes" in tasks or params.clip.pretrained == "scratch":
         shapes = cfg.shapes
         path = generate_shapes_dataset(
             cfg.root,
@@ -32,9 +34,9 @@ def data() -> None:
             workers=cfg.workers,
         )
         print(f"wrote {path}")
-    if cfg.classification in ("cifar10", "cifar100"):
+    for name in sorted({cfg.classification, cfg.vqvae} & {"cifar10", "cifar100"}):
         path = prepare_cifar(
-            cfg.classification,
+            name,
             cfg.downloads,
             cfg.root,
             val_per_class=cfg.cifar.val_per_class,
@@ -45,6 +47,9 @@ def data() -> None:
         clevr = cfg.clevr
         sizes = {"train": clevr.n_train, "val": clevr.n_val, "test": clevr.n_test}
         path = prepare_clevr(Path(cfg.downloads), Path(cfg.root), sizes, clevr.image_size, seed=params.seed)
+        print(f"wrote {path}")
+    if cfg.segment == "pets":
+        path = prepare_pets(Path(cfg.downloads), Path(cfg.root), cfg.pets.image_size, cfg.pets.border)
         print(f"wrote {path}")
 
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from clipprobe.params import load_params
-from clipprobe.report import counting, fewshot, figures, pretrain, probe
+from clipprobe.report import counting, fewshot, figures, pretrain, probe, segment, vqvae
 from clipprobe.report.markdown import render_report
 from clipprobe.runtime import run_stage
 
@@ -13,6 +13,8 @@ SECTIONS = (
     probe,
     fewshot,
     counting,
+    vqvae,
+    segment,
 )  # one module per experiment, each with render(params, out_dir) -> markdown
 
 

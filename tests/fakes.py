@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _FINE_NAMES = """
@@ -141,3 +142,61 @@ def _tar_dir(path: str) -> tarfile.TarInfo:
     info.type = tarfile.DIRTYPE
     info.mode = 0o755
     return info
+
+
+# ---------------------------------------------------------------------------------------------- Oxford-IIIT Pet
+
+PETS_BREEDS = ("Abyssinian", "american_bulldog")  # (cat, dog): real breed ids, CLASS-ID 1 and 2
+PETS_SIZE = (48, 40)  # (width, height) of every fake image and trimap, deliberately not square
+
+
+def pets_pixel(uid: int, label: int, test: bool) -> tuple[int, int, int]:
+    """The flat colour of fake Pets image `uid`: R = uid, G = label, B = 200 for test (JPEG keeps it to ±2)."""
+    return uid, 60 + 100 * label, 200 if test else 20
+
+
+def pets_trimap() -> np.ndarray:
+    """(H, W) uint8 trimap: left third 1 (pet), middle third 3 (border), right third 2 (background)."""
+    width, height = PETS_SIZE
+    trimap = np.full((height, width), 2, dtype=np.uint8)
+    trimap[:, : width // 3] = 1
+    trimap[:, width // 3 : 2 * width // 3] = 3
+    return trimap
+
+
+def write_fake_pets(downloads: Path, n_trainval: int, n_test: int) -> tuple[tuple[str, str], ...]:
+    """Write ``downloads/oxford-iiit-pet/{images,annotations}.tar.gz`` laid out like the real archives.
+
+    Image ids alternate the two breeds; trainval ids are 0..n_trainval-1 and test ids follow. Returns
+    torchvision's ``OxfordIIITPet._RESOURCES`` for the fakes: a closed local port as URL and the fakes' md5s.
+    """
+    folder = downloads / "oxford-iiit-pet"
+    folder.mkdir(parents=True, exist_ok=True)
+    images, annotations = {}, {}
+    lists = {"trainval": [], "test": []}
+    trimap = io.BytesIO()
+    Image.fromarray(pets_trimap(), mode="L").save(trimap, format="PNG")
+    for uid in range(n_trainval + n_test):
+        split = "trainval" if uid < n_trainval else "test"
+        label = uid % len(PETS_BREEDS)
+        image_id = f"{PETS_BREEDS[label]}_{uid + 1}"
+        jpeg = io.BytesIO()
+        Image.new("RGB", PETS_SIZE, pets_pixel(uid, label, split == "test")).save(
+            jpeg, format="JPEG", quality=95
+        )
+        images[f"images/{image_id}.jpg"] = jpeg.getvalue()
+        annotations[f"annotations/trimaps/{image_id}.png"] = trimap.getvalue()
+        lists[split].append(f"{image_id} {label + 1} {label + 1} 1\n")  # CLASS-ID SPECIES BREED-ID
+    for split, lines in lists.items():
+        annotations[f"annotations/{split}.txt"] = "".join(lines).encode()
+    resources = []
+    for name, members in (("images.tar.gz", images), ("annotations.tar.gz", annotations)):
+        with tarfile.open(folder / name, "w:gz") as tar:
+            for directory in sorted({str(Path(member).parent) for member in members}):
+                tar.addfile(_tar_dir(directory))
+            for member, data in members.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        resources.append((f"http://127.0.0.1:9/pets/{name}", _md5((folder / name).read_bytes())))
+    return tuple(resources)

@@ -1,4 +1,4 @@
-"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, an experiment, metrics diff."""
+"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, experiments, metrics/plots diff."""
 
 import json
 import os
@@ -27,6 +27,18 @@ TINY = {
     "shots": [1, 2],
     "fewshot.draws": 2,
     "fewshot.epochs": 20,
+    "vqvae.n_train": 96,
+    "vqvae.n_val": 32,
+    "vqvae.n_test": 32,
+    "vqvae.epochs": 1,
+    "vqvae.hidden": 16,
+    "vqvae.code_dim": 16,
+    "vqvae.codebook_size": 64,
+    "segment.n_train": 96,
+    "segment.n_val": 32,
+    "segment.n_test": 32,
+    "segment.epochs": 1,
+    "segment.unet_width_div": 8,
 }
 
 
@@ -106,3 +118,9 @@ def test_scalar_shots_experiment_changes_fewshot_metrics(repo):
     diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))["metrics/fewshot.json"]
     assert any(key.startswith("shots_4.") and value["new"] is not None for key, value in diff.items())
     assert any(key.startswith("shots_1.") and value["new"] is None for key, value in diff.items())
+    plots = json.loads(_dvc("plots", "diff", "--json", cwd=repo))["data"]
+    assert "plots/fewshot_acc.csv" in plots, f"no few-shot plot in dvc plots diff: {sorted(plots)}"
+    (fewshot,) = plots["plots/fewshot_acc.csv"]
+    assert fewshot["revisions"] == ["workspace", "HEAD"]  # the experiment overlaid on the last commit
+    shots = {row["shots"] for row in fewshot["content"]["data"]["values"] if row["rev"] == "workspace"}
+    assert shots == {"4"}

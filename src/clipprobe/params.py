@@ -77,15 +77,24 @@ class ClevrParams(_Group):
     image_size: Annotated[int, Field(ge=16, le=1024)]  # pixels of the shortest side the images are stored at
 
 
+class PetsParams(_Group):
+    # Oxford-IIIT Pet (paper preset's segmentation data): trainval rows i % 10 != 0 train, == 0 val; test official
+    image_size: Annotated[int, Field(ge=32, le=1024)]  # side images and masks are resized to (masks nearest)
+    border: Literal["foreground", "background", "ignore"]  # where the trimap's border class goes
+
+
 class DataParams(_Group):
     classification: Literal[CLASSIFICATION_DATASETS]  # dataset the probes read
     counting: Literal["shapes", "clevr"]  # dataset the counting stage reads
+    vqvae: Literal["shapes", "cifar10"]  # dataset the VQ-VAEs reconstruct
+    segment: Literal["shapes", "pets"]  # dataset the segmentation decoders read
     root: str  # where the uniform store lives
     downloads: str  # where downloaded archives are kept (paper preset)
     workers: PositiveInt  # processes for the shapes generator
     shapes: ShapesParams
     cifar: CifarParams
     clevr: ClevrParams
+    pets: PetsParams
 
 
 class PretrainParams(_Group):
@@ -186,25 +195,11 @@ class FewshotParams(_Group):
         return inits
 
 
-class CountingParams(_Group):
-    # Whose tower is read: null = the clip stage's model; else a ResNet open_clip arch (RN50) with `pretrained`.
-    arch: str | None
-    pretrained: str | None  # open_clip tag (openai) or checkpoint path for `arch`; null when arch is null
-    count_templates: list[str]  # zero-shot prompts, `{}` = the count phrase ("two shapes", "3 objects")
-    count_nouns: tuple[str, str]  # (singular, plural) noun of the count phrase
-    number_words: bool  # "two shapes" (true) or "2 shapes" (false)
-    position_templates: list[str]  # zero-shot prompts, `{}` = the quadrant ("top left", ..., "bottom right")
-    prepool_grid: PositiveInt  # cells per side the pre-pool map is average-pooled to before its probe
-    Cs: Annotated[list[PositiveFloat], Field(min_length=1)]  # sklearn C values tried; the best on val is kept
-    max_iter: PositiveInt  # L-BFGS iterations per probe fit
-    batch_size: PositiveInt  # images per forward pass
+class _TowerChoice(_Group):
+    """Whose ResNet tower a stage reads: null = the clip stage's model; else an open_clip ResNet arch + weights."""
 
-    @field_validator("count_templates", "position_templates")
-    @classmethod
-    def _one_slot(cls, templates: list[str]) -> list[str]:
-        if not templates or any(t.count("{}") != 1 for t in templates):
-            raise ValueError("needs at least one template, each with exactly one '{}'")
-        return templates
+    arch: str | None  # null or a ResNet CLIP from open_clip.list_models() (RN50)
+    pretrained: str | None  # open_clip tag (openai) or checkpoint path for `arch`; null when arch is null
 
     @field_validator("arch")
     @classmethod
@@ -230,6 +225,50 @@ class CountingParams(_Group):
         return pretrained
 
 
+class CountingParams(_TowerChoice):
+    count_templates: list[str]  # zero-shot prompts, `{}` = the count phrase ("two shapes", "3 objects")
+    count_nouns: tuple[str, str]  # (singular, plural) noun of the count phrase
+    number_words: bool  # "two shapes" (true) or "2 shapes" (false)
+    position_templates: list[str]  # zero-shot prompts, `{}` = the quadrant ("top left", ..., "bottom right")
+    prepool_grid: PositiveInt  # cells per side the pre-pool map is average-pooled to before its probe
+    Cs: Annotated[list[PositiveFloat], Field(min_length=1)]  # sklearn C values tried; the best on val is kept
+    max_iter: PositiveInt  # L-BFGS iterations per probe fit
+    batch_size: PositiveInt  # images per forward pass
+
+    @field_validator("count_templates", "position_templates")
+    @classmethod
+    def _one_slot(cls, templates: list[str]) -> list[str]:
+        if not templates or any(t.count("{}") != 1 for t in templates):
+            raise ValueError("needs at least one template, each with exactly one '{}'")
+        return templates
+
+
+class _DecoderData(_TowerChoice):
+    tower_size: Annotated[int, Field(ge=32, le=1024)]  # side the frozen tower reads (images resized to it)
+    n_train: PositiveInt  # the first n images of the dataset's train split
+    n_val: PositiveInt  # the first n of val: curves and the choice of the epoch kept
+    n_test: PositiveInt  # the first n of test: the reported numbers only
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat  # Adam learning rate
+
+
+class VqvaeParams(_DecoderData):
+    image_size: Annotated[int, Field(ge=8, le=1024)]  # side every model reconstructs and is scored at
+    hidden: PositiveInt  # channels of the encoder and decoder (the tutorial's hidden_dim)
+    code_dim: PositiveInt  # width of a codebook vector
+    codebook_size: Annotated[int, Field(ge=2)]  # codes in the codebook (the tutorial's n_embeddings)
+    commitment: Annotated[float, Field(ge=0)]  # beta of the commitment loss
+    decay: Annotated[float, Field(gt=0, lt=1)]  # EMA decay of the codebook
+    samples: Annotated[int, Field(ge=1, le=64)]  # test images in the reconstruction grid
+
+
+class SegmentParams(_DecoderData):
+    unet_encoders: Annotated[list[Literal["scratch", "imagenet"]], Field(min_length=1)]  # UNet11 VGG11 inits
+    unet_width_div: PositiveInt  # divides every UNet11 width (VGG11 64..512, decoder 32): 1 = TernausNet
+    overlays: Annotated[int, Field(ge=1, le=32)]  # validation images in the mask-overlay figure
+
+
 class Params(_Group):
     seed: Annotated[int, Field(ge=0)]
     device: Literal["auto", "cpu", "cuda"]
@@ -238,6 +277,8 @@ class Params(_Group):
     embed: EmbedParams
     probe: ProbeParams
     counting: CountingParams
+    vqvae: VqvaeParams
+    segment: SegmentParams
     shots: tuple[int, ...]  # support images per class: one count (`dvc exp run -S shots=4`) or a list
     fewshot: FewshotParams
 

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -71,6 +72,29 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: list
 def save_torch(path: str | Path, obj: Any) -> None:
     """torch.save atomically; the object must be loadable with weights_only=True."""
     _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def save_arrays(folder: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Replace `folder` by one `<name>.npy` per array, written to a temporary folder first, then renamed.
+
+    Plain .npy files, not .npz: a zip archive stamps each member with the time, and DVC would see new bytes.
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, array in arrays.items():
+        np.save(tmp / f"{name}.npy", array)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def load_arrays(folder: str | Path) -> dict[str, np.ndarray]:
+    """The arrays `save_arrays` wrote, by name; a missing folder is a ClipprobeError naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ClipprobeError(f"{folder}: not found (run the stage that writes it)")
+    return {path.stem: np.load(path) for path in sorted(folder.glob("*.npy"))}
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -9,12 +9,21 @@ token, not an attention pool over a conv map, so they have no such map: asking f
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
 import open_clip
 import torch
 from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
+from tqdm import tqdm
 
 from clipprobe.errors import ClipprobeError
+from clipprobe.features import preprocess_uint8
+from clipprobe.models.clip import Tokenizer, create_clip, load_clip, mean_std
+from clipprobe.runtime import show_progress
 
 LAYERS = (1, 2, 3, 4)  # residual stages whose output map can be read; 4 is the attention pool's input
 
@@ -78,3 +87,91 @@ class FrozenTower(nn.Module):
                 f"layer: the attention pool reads layer 4's map (this tower stops at {self.layer})"
             )
         return self.visual.attnpool(fmap)
+
+
+def tower_clip(
+    arch: str | None,
+    pretrained: str | None,
+    *,
+    group: str,
+    clip_arch: str,
+    clip_dir: str | Path,
+    downloads: str | Path,
+    device: torch.device,
+) -> tuple[open_clip.CLIP, Tokenizer]:
+    """The CLIP (and tokenizer) whose ResNet tower a stage reads: the clip stage's model or `arch`/`pretrained`.
+
+    `group` names the params group (counting, vqvae, segment) in the error when the clip stage's model is a
+    ViT, which has no attention-pool map.
+    """
+    if arch is None:
+        if not has_attnpool_map(clip_arch):
+            raise ClipprobeError(
+                f"{group}.arch: null reads the clip stage's {clip_arch}, which has no attention-pool map; "
+                f"set {group}.arch to a ResNet CLIP (RN50) and {group}.pretrained to its tag"
+            )
+        model, tokenizer, _ = load_clip(clip_dir, device=device)
+        return model, tokenizer
+    model, tokenizer = create_clip(arch, pretrained, cache_dir=Path(downloads) / "open_clip")
+    return model.to(device), tokenizer
+
+
+def random_tower(
+    model: open_clip.CLIP, calibration: np.ndarray, *, seed: int, batch_size: int
+) -> FrozenTower:
+    """The control tower: `model`'s architecture with fresh random weights, BatchNorm statistics recalibrated.
+
+    Untrained BatchNorm holds mean 0 / variance 1, which would let activations grow stage after stage; the
+    running statistics are therefore re-estimated (cumulative average) on the uint8 `calibration` images at
+    the model's own input size, as for any network whose BatchNorm must be frozen.
+    """
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    visual = copy.deepcopy(model.visual).cpu()
+    for module in visual.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    visual.init_parameters()
+    torch.random.set_rng_state(generator_state)
+    norms = [m for m in visual.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average over the calibration batches
+    mean, std = mean_std(model)
+    visual.train()
+    with torch.no_grad():
+        for start in range(0, len(calibration), batch_size):
+            batch = torch.from_numpy(np.array(calibration[start : start + batch_size]))
+            visual(preprocess_uint8(batch, int(visual.image_size), mean, std))
+    for norm in norms:
+        norm.momentum = 0.1
+    return FrozenTower(visual)
+
+
+def run_tower(
+    tower: FrozenTower,
+    images: np.ndarray,
+    heads: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    *,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    batch_size: int,
+    desc: str = "tower",
+) -> dict[str, torch.Tensor]:
+    """Run uint8 (N, H, W, 3) images through the tower at `input_size` px; each head maps the batch's output map.
+
+    Images are resized as open_clip's eval transform does (`preprocess_uint8`), so `input_size` above the
+    model's own size means upsampled inputs and a finer map (as CIFAR's 32 px images upsampled to 224 px give
+    RN50 its 7 x 7 map). Returns float32 CPU tensors, one per head, rows in image order.
+    """
+    tower = tower.to(device)
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in heads}
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not show_progress()):
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: memmaps
+        fmap = tower(preprocess_uint8(batch, input_size, mean, std))
+        for name, head in heads.items():
+            out[name].append(head(fmap).float().cpu())
+    return {name: torch.cat(values) for name, values in out.items()}

@@ -20,14 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_texts, preprocess_uint8
-from clipprobe.models.tower import FrozenTower
+from clipprobe.features import embed_texts
+from clipprobe.models.tower import FrozenTower, run_tower
 from clipprobe.probes.logreg import fit_logreg
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
-from clipprobe.runtime import show_progress
 
 SPLITS = ("train", "val", "test")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")  # index = 2 * (y >= 0.5) + (x >= 0.5)
@@ -102,27 +100,29 @@ def tower_features(
     device: torch.device,
     batch_size: int,
     grid: int,
-    progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Pooled and pre-pool features of a uint8 (N, H, W, 3) array from one pass through the frozen tower.
 
     Returns float32 CPU tensors: "pooled" (N, D), the tower's attention pool output (= `encode_image`), and
     "prepool" (N, C * grid * grid), its input map average-pooled to grid x grid cells, flattened channel-major.
     """
-    tower = tower.to(device)
     side = tower.image_size // tower.stride
     if not 1 <= grid <= side:
         raise ClipprobeError(f"counting.prepool_grid: must be between 1 and the map side {side} (got {grid})")
     if batch_size < 1:
         raise ClipprobeError(f"counting.batch_size: must be >= 1 (got {batch_size})")
-    out: dict[str, list[torch.Tensor]] = {"pooled": [], "prepool": []}
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="tower features", disable=not (progress and show_progress())):
-        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: memmaps
-        fmap = tower(preprocess_uint8(batch, tower.image_size, mean, std))  # (B, C, side, side)
-        out["pooled"].append(tower.pool(fmap).float().cpu())
-        out["prepool"].append(F.adaptive_avg_pool2d(fmap, grid).flatten(1).float().cpu())
-    return {key: torch.cat(values) for key, values in out.items()}
+    heads = {"pooled": tower.pool, "prepool": lambda fmap: F.adaptive_avg_pool2d(fmap, grid).flatten(1)}
+    return run_tower(
+        tower,
+        images,
+        heads,
+        input_size=tower.image_size,
+        mean=mean,
+        std=std,
+        device=device,
+        batch_size=batch_size,
+        desc="tower features",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- readouts

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -74,4 +75,26 @@ def pretrain_curve(curve: pd.DataFrame, title: str, path: Path) -> None:
     lines = ax.get_lines() + scale_ax.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     ax.set_title(title, fontsize=10)
+    save(fig, path)
+
+
+def image_grid(
+    rows: dict[str, np.ndarray], title: str, path: Path, column_titles: list[str] | None = None
+) -> None:
+    """One labelled row per entry of uint8 (n, H, W, 3) images, shown at their own pixels (no rescaling)."""
+    n = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.6, 1.2 * len(rows) + 0.6), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c < len(images):
+                ax.imshow(images[c], interpolation="nearest")
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            if r == 0 and column_titles:
+                ax.set_title(column_titles[c], fontsize=8)
+    fig.suptitle(title, fontsize=10)
     save(fig, path)

@@ -1,0 +1,202 @@
+"""Train every segmentation model the same way and score it on the held-out split.
+
+Every model gets the same recipe: cross-entropy (IGNORE pixels skipped), Adam at `lr`, `epochs` passes over
+train in the same seeded batch order. After each epoch the val loss and val mIoU are measured; the weights
+kept are those of the epoch with the best val mIoU (ties: the earlier), and only they are scored on test. The
+feature decoders train on the cached frozen-tower outputs, so the tower never runs (nor changes) here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
+from clipprobe.decoders.segment_models import FEATURE_MODELS
+from clipprobe.errors import ClipprobeError
+from clipprobe.runtime import show_progress
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch_size: int
+    lr: float  # Adam
+    seed: int  # model init and the batch order (the same for every model)
+
+
+@dataclass
+class Trained:
+    model: nn.Module  # holding the weights of `best_epoch`
+    best_epoch: int  # 1-based
+    curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_miou
+
+
+def check_masks(masks: Mapping[str, torch.Tensor], n_classes: int, dataset: str) -> None:
+    """Every mask value must be a class index or IGNORE."""
+    for split, mask in masks.items():
+        values = torch.unique(mask)
+        bad = values[(values >= n_classes) & (values != IGNORE)].tolist()
+        if bad:
+            raise ClipprobeError(
+                f"data/{dataset}/{split}/masks.npy: values {bad[:5]} are neither one of the {n_classes} "
+                f"mask classes nor {IGNORE} (ignore); rerun the data stage"
+            )
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the non-ignored pixels, and how many there are."""
+    total = F.cross_entropy(logits, target.long(), ignore_index=IGNORE, reduction="sum")
+    return total, int((target != IGNORE).sum())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, inputs: torch.Tensor, masks: torch.Tensor, n_classes: int, batch_size: int
+) -> tuple[torch.Tensor, float]:
+    """Confusion matrix over the whole split and the mean per-pixel cross-entropy."""
+    model.eval()
+    confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=masks.device)
+    loss_sum, pixels = 0.0, 0
+    for idx in _batches(len(inputs), batch_size):
+        idx = idx.to(inputs.device)
+        logits, target = model(inputs[idx]), masks[idx]
+        total, n = _loss(logits, target)
+        loss_sum, pixels = loss_sum + float(total), pixels + n
+        confusion += confusion_matrix(logits.argmax(dim=1), target, n_classes)
+    return confusion, loss_sum / max(pixels, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N, H, W) uint8 predicted classes."""
+    model.eval()
+    parts = [model(inputs[idx.to(inputs.device)]).argmax(dim=1) for idx in _batches(len(inputs), batch_size)]
+    return torch.cat(parts).to(torch.uint8)
+
+
+def train(
+    model: nn.Module,
+    inputs: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    class_names: Sequence[str],
+    recipe: Recipe,
+    desc: str = "segment",
+) -> Trained:
+    """Fit `model` on inputs["train"] -> masks["train"], keeping the epoch best on val mIoU.
+
+    `inputs[split]` is (N, ...) whatever the model reads and `masks[split]` (N, H, W) uint8, both on the
+    model's device. Returns the model with the kept weights, that epoch and the per-epoch curves.
+    """
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
+    order = torch.Generator().manual_seed(recipe.seed)
+    x, y = inputs["train"], masks["train"]
+    best: tuple[float, int, dict] | None = None
+    curves = []
+    for epoch in tqdm(range(1, recipe.epochs + 1), desc=desc, disable=not show_progress()):
+        model.train()
+        loss_sum, pixels = 0.0, 0
+        for idx in _batches(len(x), recipe.batch_size, order):
+            idx = idx.to(x.device)
+            total, n = _loss(model(x[idx]), y[idx])
+            optimiser.zero_grad(set_to_none=True)
+            (total / max(n, 1)).backward()
+            optimiser.step()
+            loss_sum, pixels = loss_sum + float(total.detach()), pixels + n
+        confusion, val_loss = evaluate(
+            model, inputs["val"], masks["val"], len(class_names), recipe.batch_size
+        )
+        val_miou = scores(confusion, class_names)["miou"]
+        curves.append({"train_loss": loss_sum / max(pixels, 1), "val_loss": val_loss, "val_miou": val_miou})
+        if best is None or val_miou > best[0]:
+            best = (val_miou, epoch, copy.deepcopy(model.state_dict()))
+    _, best_epoch, state = best
+    model.load_state_dict(state)
+    return Trained(model, best_epoch, curves)
+
+
+@dataclass
+class Comparison:
+    metrics: dict  # metrics/segment.json
+    curves: list[dict[str, float]]  # one row per epoch, columns `curve_columns(names)`
+    overlays: dict[str, np.ndarray]  # first val images, masks, `pred_<model>` predictions; feature shapes
+    seconds: dict[str, float]  # wall-clock training + test time per model (printed, never written)
+
+
+def curve_columns(names: Sequence[str]) -> list[str]:
+    return ["epoch", *(f"{name}_{kind}" for name in names for kind in ("train_loss", "val_loss", "val_miou"))]
+
+
+def model_inputs(
+    name: str,
+    features: Mapping[str, Mapping[str, torch.Tensor]],
+    images: Mapping[str, torch.Tensor],
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """What model `name` reads per split: its cached features ("clip", "pooled") or the uint8 images."""
+    if name in FEATURE_MODELS:
+        return {split: kinds[name].to(device) for split, kinds in features.items()}
+    return dict(images)
+
+
+def compare(
+    models: Mapping[str, nn.Module],
+    features: Mapping[str, Mapping[str, torch.Tensor]],
+    images: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    class_names: Sequence[str],
+    recipe: Recipe,
+    n_overlays: int,
+) -> Comparison:
+    """Train and test every model, plus the majority-class baseline.
+
+    `features[split]` holds the cached "clip" and "pooled" features (from `frozen_features`); `images[split]`
+    (N, H, W, 3) uint8 and `masks[split]` (N, H, W) uint8 live on the models' device. The first `n_overlays`
+    val images, their masks and every model's predictions go into the overlays (numpy arrays).
+    """
+    n_classes = len(class_names)
+    metrics: dict = {}
+    rows = [{"epoch": epoch} for epoch in range(1, recipe.epochs + 1)]
+    overlays = {  # numpy arrays for runtime.save_arrays
+        "images": images["val"][:n_overlays].cpu().numpy(),
+        "masks": masks["val"][:n_overlays].cpu().numpy(),
+        "class_names": np.array(class_names),
+        "map_shape": np.array(features["val"]["clip"].shape[1:]),  # (C, g, g) of the pre-pool map
+        "pooled_dim": np.array(features["val"]["pooled"].shape[1]),
+    }
+    seconds = {}
+    for name, model in models.items():
+        start = time.perf_counter()
+        feeds = model_inputs(name, features, images, masks["train"].device)
+        trained = train(model, feeds, masks, class_names, recipe, desc=name)
+        confusion, test_loss = evaluate(
+            trained.model, feeds["test"], masks["test"], n_classes, recipe.batch_size
+        )
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        metrics[name] = {
+            **scores(confusion, class_names),
+            "test_loss": test_loss,
+            "best_epoch": float(trained.best_epoch),
+            "trainable_params": float(trainable),
+        }
+        for row, curve in zip(rows, trained.curves, strict=True):
+            row.update({f"{name}_{kind}": value for kind, value in curve.items()})
+        overlays[f"pred_{name}"] = (
+            predict(trained.model, feeds["val"][:n_overlays], recipe.batch_size).cpu().numpy()
+        )
+        seconds[name] = time.perf_counter() - start
+    metrics["majority"] = majority_scores(masks["train"], masks["test"], class_names)
+    return Comparison(metrics, rows, overlays, seconds)

@@ -1,0 +1,152 @@
+"""Training and scoring of the VQ-VAEs and of the untrained floors they are compared with.
+
+Every model reconstructs the same target images (pixels in [0, 1], one side S) from its own input: the
+images themselves (plain VQ-VAE) or cached frozen features. Scores are on the test split at side S:
+MSE, MSE over the train pixels' variance (the Sonnet VQ-VAE example's `recon_error`), dataset-level PSNR
+(from the pooled MSE) and mean per-image SSIM (torchmetrics), with predictions clamped to [0, 1]; codebook
+perplexity and the share of codes used are counted over the whole test split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from tqdm import tqdm
+
+from clipprobe.decoders.vqvae_models import VQVAE
+from clipprobe.runtime import show_progress
+
+TERMS = ("recon", "commitment", "latent")  # per-epoch loss terms, train and val
+
+
+@dataclass
+class Pairs:
+    """Model inputs and the images they must reconstruct, row for row."""
+
+    inputs: torch.Tensor  # (N, 3, S, S) pixels, (N, C, g, g) map or (N, D) embedding
+    targets: torch.Tensor  # (N, 3, S, S) float32 in [0, 1]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _terms(
+    model: VQVAE, inputs: torch.Tensor, targets: torch.Tensor, generator=None
+) -> dict[str, torch.Tensor]:
+    out = model(inputs, generator)
+    recon = F.mse_loss(out.reconstruction, targets)
+    return {"recon": recon, "commitment": out.quantized.commitment, "latent": out.quantized.latent_mse}
+
+
+def train_vqvae(
+    model: VQVAE,
+    train: Pairs,
+    val: Pairs,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+    desc: str,
+) -> list[dict[str, float]]:
+    """Adam on reconstruction MSE + commitment (the codebook follows by EMA); one row of loss terms per epoch.
+
+    The model after the last epoch is the one kept: the budget is fixed, nothing is chosen on test.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model.to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    history = []
+    for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress()):
+        model.train()
+        sums = dict.fromkeys(TERMS, 0.0)
+        for rows in _batches(len(train), batch_size, generator):
+            terms = _terms(model, train.inputs[rows].to(device), train.targets[rows].to(device), generator)
+            optimizer.zero_grad(set_to_none=True)
+            (terms["recon"] + terms["commitment"]).backward()
+            optimizer.step()
+            for name, value in terms.items():
+                sums[name] += value.item() * len(rows)
+        row = {"epoch": epoch, **{f"train_{name}": total / len(train) for name, total in sums.items()}}
+        row.update(
+            {f"val_{name}": value for name, value in evaluate_terms(model, val, batch_size, device).items()}
+        )
+        history.append(row)
+    return history
+
+
+@torch.no_grad()
+def evaluate_terms(model: VQVAE, pairs: Pairs, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Mean loss terms over a split, in eval mode (the codebook does not move)."""
+    model.eval()
+    sums = dict.fromkeys(TERMS, 0.0)
+    for rows in _batches(len(pairs), batch_size):
+        for name, value in _terms(
+            model, pairs.inputs[rows].to(device), pairs.targets[rows].to(device)
+        ).items():
+            sums[name] += value.item() * len(rows)
+    return {name: total / len(pairs) for name, total in sums.items()}
+
+
+@torch.no_grad()
+def reconstruct(
+    model: VQVAE, inputs: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstructions clamped to [0, 1], code indices) for every row of `inputs`, on the CPU."""
+    model.eval()
+    images, indices = [], []
+    for rows in _batches(len(inputs), batch_size):
+        out = model(inputs[rows].to(device))
+        images.append(out.reconstruction.clamp(0, 1).cpu())
+        indices.append(out.quantized.indices.cpu())
+    return torch.cat(images), torch.cat(indices)
+
+
+def image_scores(predictions: torch.Tensor, targets: torch.Tensor, data_variance: float) -> dict[str, float]:
+    """MSE, MSE / data variance, dataset-level PSNR (dB) and mean SSIM of [0, 1] images at one resolution."""
+    if predictions.shape != targets.shape:
+        raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ")
+    mse = F.mse_loss(predictions, targets).item()
+    return {
+        "mse": mse,
+        "mse_over_variance": mse / data_variance,
+        "psnr": peak_signal_noise_ratio(predictions, targets, data_range=1.0).item(),
+        "ssim": structural_similarity_index_measure(predictions, targets, data_range=1.0).item(),
+    }
+
+
+def codebook_usage(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """Perplexity exp(H) of the code histogram over a whole split and the share of codes used at least once."""
+    counts = torch.bincount(indices.flatten(), minlength=codebook_size).double()
+    probs = counts / counts.sum()
+    entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum().item()
+    return {"perplexity": math.exp(entropy), "codes_used": (counts > 0).double().mean().item()}
+
+
+def thumbnail_floor(targets: torch.Tensor, grid: int) -> torch.Tensor:
+    """What a g x g RGB thumbnail alone gives: area-downsampled to the code grid, bilinearly upsampled back."""
+    small = F.adaptive_avg_pool2d(targets, grid)
+    return F.interpolate(small, size=targets.shape[-1], mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def mean_colour(targets: torch.Tensor) -> torch.Tensor:
+    """The per-image mean-colour predictor: every pixel replaced by its image's mean RGB."""
+    return targets.mean(dim=(2, 3), keepdim=True).expand_as(targets).contiguous()
+
+
+FLOORS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "thumbnail": thumbnail_floor,
+    "mean_colour": lambda targets, grid: mean_colour(targets),
+}
