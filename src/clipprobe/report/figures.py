@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from clipprobe.report.references import Reference  # noqa: E402
 
@@ -21,6 +22,12 @@ _REFERENCE_MARKERS = ("D", "^", "s", "v")
 def set_style() -> None:
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
     plt.rcParams.update({"savefig.bbox": "tight", "figure.dpi": DPI, "svg.hashsalt": "clipprobe"})
+
+
+def integer_epochs(*axes: plt.Axes) -> None:
+    """Whole-number ticks on x: epochs, not 1.5."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save(fig: plt.Figure, path: Path) -> None:

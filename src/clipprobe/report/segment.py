@@ -70,6 +70,7 @@ def _curves_figure(curves: pd.DataFrame, models: list[str], metrics: dict, title
     miou_ax.plot([], [], marker="o", color="grey", linestyle="none", label="epoch kept (best val mIoU)")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy per pixel (nats)", title="loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU (%)", title="validation mIoU")
+    figures.integer_epochs(loss_ax, miou_ax)
     for ax in (loss_ax, miou_ax):
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.suptitle(title, fontsize=10)

@@ -46,6 +46,7 @@ def _curves_figure(curves: pd.DataFrame, title: str, path: Path) -> None:
     ax.plot([], [], color="grey", linestyle="--", label="train (dashed) / val (solid)")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    figures.integer_epochs(ax)
     ax.set_ylabel("reconstruction MSE (pixels in [0, 1])")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
