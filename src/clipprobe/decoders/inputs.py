@@ -7,7 +7,7 @@ and the pooled CLIP embedding at the model's own input size (what the attention 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,12 @@ from clipprobe.models.clip import mean_std
 from clipprobe.models.tower import FrozenTower, random_tower, run_tower
 
 SPLITS = ("train", "val", "test")
+
+
+def batch_rows(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Row indices in batches: shuffled by `generator` (training), in order without one (evaluation)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)
 
 
 def first_images(root: str | Path, dataset: str, sizes: Mapping[str, int], group: str) -> dict[str, Split]:

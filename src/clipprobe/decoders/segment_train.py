@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from clipprobe.decoders.inputs import batch_rows
 from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import FEATURE_MODELS
 from clipprobe.errors import ClipprobeError
@@ -52,11 +53,6 @@ def check_masks(masks: Mapping[str, torch.Tensor], n_classes: int, dataset: str)
             )
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    yield from order.split(batch_size)
-
-
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the non-ignored pixels, and how many there are."""
     total = F.cross_entropy(logits, target.long(), ignore_index=IGNORE, reduction="sum")
@@ -71,7 +67,7 @@ def evaluate(
     model.eval()
     confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=masks.device)
     loss_sum, pixels = 0.0, 0
-    for idx in _batches(len(inputs), batch_size):
+    for idx in batch_rows(len(inputs), batch_size):
         idx = idx.to(inputs.device)
         logits, target = model(inputs[idx]), masks[idx]
         total, n = _loss(logits, target)
@@ -84,7 +80,9 @@ def evaluate(
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """(N, H, W) uint8 predicted classes."""
     model.eval()
-    parts = [model(inputs[idx.to(inputs.device)]).argmax(dim=1) for idx in _batches(len(inputs), batch_size)]
+    parts = [
+        model(inputs[idx.to(inputs.device)]).argmax(dim=1) for idx in batch_rows(len(inputs), batch_size)
+    ]
     return torch.cat(parts).to(torch.uint8)
 
 
@@ -109,7 +107,7 @@ def train(
     for epoch in tqdm(range(1, recipe.epochs + 1), desc=desc, disable=not show_progress()):
         model.train()
         loss_sum, pixels = 0.0, 0
-        for idx in _batches(len(x), recipe.batch_size, order):
+        for idx in batch_rows(len(x), recipe.batch_size, order):
             idx = idx.to(x.device)
             total, n = _loss(model(x[idx]), y[idx])
             optimiser.zero_grad(set_to_none=True)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from clipprobe.decoders.inputs import batch_rows
 from clipprobe.decoders.vqvae_models import VQVAE
 from clipprobe.runtime import show_progress
 
@@ -33,12 +34,6 @@ class Pairs:
 
     def __len__(self) -> int:
         return len(self.targets)
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
 
 
 def _terms(
@@ -72,7 +67,7 @@ def train_vqvae(
     for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress()):
         model.train()
         sums = dict.fromkeys(TERMS, 0.0)
-        for rows in _batches(len(train), batch_size, generator):
+        for rows in batch_rows(len(train), batch_size, generator):
             terms = _terms(model, train.inputs[rows].to(device), train.targets[rows].to(device), generator)
             optimizer.zero_grad(set_to_none=True)
             (terms["recon"] + terms["commitment"]).backward()
@@ -92,7 +87,7 @@ def evaluate_terms(model: VQVAE, pairs: Pairs, batch_size: int, device: torch.de
     """Mean loss terms over a split, in eval mode (the codebook does not move)."""
     model.eval()
     sums = dict.fromkeys(TERMS, 0.0)
-    for rows in _batches(len(pairs), batch_size):
+    for rows in batch_rows(len(pairs), batch_size):
         for name, value in _terms(
             model, pairs.inputs[rows].to(device), pairs.targets[rows].to(device)
         ).items():
@@ -107,7 +102,7 @@ def reconstruct(
     """(reconstructions clamped to [0, 1], code indices) for every row of `inputs`, on the CPU."""
     model.eval()
     images, indices = [], []
-    for rows in _batches(len(inputs), batch_size):
+    for rows in batch_rows(len(inputs), batch_size):
         out = model(inputs[rows].to(device))
         images.append(out.reconstruction.clamp(0, 1).cpu())
         indices.append(out.quantized.indices.cpu())
