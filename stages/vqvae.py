@@ -76,7 +76,7 @@ def vqvae() -> None:
         device=device,
         batch_size=cfg.batch_size,
     )
-    grid = cfg.tower_size // 32
+    grid = features["train"]["clip"].shape[-1]  # the pre-pool map's side
     targets = {split: _targets(data.images, cfg.image_size) for split, data in splits.items()}
     for split in targets:
         features[split]["pixels"] = targets[split]

@@ -16,7 +16,7 @@ import seaborn as sns
 
 from clipprobe.params import Params
 from clipprobe.report import figures
-from clipprobe.report.markdown import pct, profile_name
+from clipprobe.report.markdown import pct, profile_name, tower_label
 
 METRICS = Path("metrics/counting.json")
 FIGURE = "figures/counting.png"
@@ -138,9 +138,7 @@ def render(params: Params, out_dir: Path) -> str:
     profile = profile_name(params)
     _figure(metrics, f"Counting and position: {profile}", out_dir / FIGURE)
     cfg = params.counting
-    model = (
-        f"`{cfg.arch}` ({cfg.pretrained})" if cfg.arch else f"`{params.clip.arch}` ({params.clip.pretrained})"
-    )
+    model = tower_label(params, cfg.arch, cfg.pretrained)
     dataset = params.data.counting
     tasks = " and the ".join(TASKS.get(task, task) for task in metrics)
     first = next(iter(metrics.values()))

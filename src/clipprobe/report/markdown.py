@@ -23,6 +23,13 @@ def profile_name(params: Params) -> str:
     return f"custom ({data}, {clip.arch} / {clip.pretrained})"
 
 
+def tower_label(params: Params, arch: str | None, pretrained: str | None) -> str:
+    """Markdown name of the CLIP whose tower a stage read: its own `arch` or, when null, the clip stage's."""
+    if arch:
+        return f"`{arch}` ({pretrained})"
+    return f"`{params.clip.arch}` ({params.clip.pretrained})"
+
+
 def pct(value: float) -> str:
     """An accuracy in [0, 1] as a percentage with two decimals."""
     return f"{100 * value:.2f}"

@@ -27,6 +27,14 @@ PROBE_REFERENCES: dict[str, list[Reference]] = {
     ],
 }
 
+# Shared anchors, decoders-anchors.md §5: segmentation_models.pytorch's binary Pets example
+# (border merged into the pet); shown only for the paper preset with data.pets.border: foreground.
+PETS_REFERENCE = Reference(
+    0.914,
+    "FPN-ResNet34, ImageNet encoder, 256 px, 10 epochs (smp example)",
+    "Oxford-IIIT Pet, pet IoU (test)",
+)
+
 
 def references_apply(dataset: str, arch: str, pretrained: str) -> bool:
     """Reference markers are drawn on a figure only when the run is the setting they were measured in."""

@@ -22,8 +22,8 @@ from clipprobe.decoders.seg_metrics import IGNORE
 from clipprobe.decoders.segment_models import model_names
 from clipprobe.params import Params
 from clipprobe.report import figures
-from clipprobe.report.markdown import pct, profile_name
-from clipprobe.report.references import Reference
+from clipprobe.report.markdown import pct, profile_name, tower_label
+from clipprobe.report.references import PETS_REFERENCE
 from clipprobe.runtime import load_arrays
 
 METRICS = Path("metrics/segment.json")
@@ -39,12 +39,6 @@ LABELS = {
     "unet11_imagenet": "UNet11, VGG11 ImageNet weights",
     "majority": "majority class (train)",
 }
-# decoders-anchors.md §5: segmentation_models.pytorch's binary Pets example (border merged into the pet)
-PETS_REFERENCE = Reference(
-    0.914,
-    "FPN-ResNet34, ImageNet encoder, 256 px, 10 epochs (smp example)",
-    "Oxford-IIIT Pet, pet IoU (test)",
-)
 
 
 def _label(name: str) -> str:
@@ -190,9 +184,7 @@ def render(params: Params, out_dir: Path) -> str:
     cfg, dataset = params.segment, params.data.segment
     models = [name for name in model_names(cfg.unet_encoders) if name in metrics]
     class_names = [str(c) for c in overlays["class_names"]]
-    tower = (
-        f"`{cfg.arch}` ({cfg.pretrained})" if cfg.arch else f"`{params.clip.arch}` ({params.clip.pretrained})"
-    )
+    tower = tower_label(params, cfg.arch, cfg.pretrained)
     title = f"Segmentation, {profile_name(params)}: {dataset}, frozen tower {tower.replace('`', '')}"
     _curves_figure(curves, models, metrics, title, out_dir / CURVES_FIGURE)
     _iou_figure(metrics, models, class_names, title, out_dir / IOU_FIGURE)

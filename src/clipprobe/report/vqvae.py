@@ -16,7 +16,7 @@ import seaborn as sns
 
 from clipprobe.params import Params
 from clipprobe.report import figures
-from clipprobe.report.markdown import profile_name
+from clipprobe.report.markdown import profile_name, tower_label
 from clipprobe.runtime import load_arrays
 
 METRICS = Path("metrics/vqvae.json")
@@ -97,9 +97,7 @@ def render(params: Params, out_dir: Path) -> str:
     samples = load_arrays(SAMPLES)
     cfg = params.vqvae
     profile = profile_name(params)
-    model = (
-        f"`{cfg.arch}` ({cfg.pretrained})" if cfg.arch else f"`{params.clip.arch}` ({params.clip.pretrained})"
-    )
+    model = tower_label(params, cfg.arch, cfg.pretrained)
     figures.set_style()
     rows = {"ground truth": samples["ground_truth"]}
     rows.update({label: samples[name] for name, label in {**MODELS, **FLOORS}.items()})
