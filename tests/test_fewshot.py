@@ -19,7 +19,7 @@ from clipprobe.probes import fewshot
 from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
 from clipprobe.probes.fewshot_methods import TRAINED, LinearHead, Prior
 from clipprobe.probes.fewshot_support import make_task
-from clipprobe.probes.fewshot_train import head_accuracy, train_heads
+from clipprobe.probes.fewshot_train import head_hits, train_heads
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,7 +252,7 @@ def test_methods_learn_from_the_support_set(sweep):
 
 def test_summary_is_plain_floats_under_string_keys(sweep):
     metrics = fewshot.summarize(sweep)
-    assert set(metrics) == {"zeroshot_acc", "chance", "shots_1", "shots_4"}
+    assert set(metrics) == {"zeroshot_acc", "class_mean_acc", "chance", "shots_1", "shots_4"}
     entry = metrics["shots_4"]["clap"]
     acc = sweep.results[4]["clap"].acc
     half = 4.302652729911275 * acc.std().item() / math.sqrt(CFG.draws)  # t quantile 0.975, 2 dof
@@ -265,6 +265,7 @@ def test_summary_is_plain_floats_under_string_keys(sweep):
         "acc",
         "ci95",
         "delta_zeroshot",
+        "delta_zeroshot_ci95",
         "delta_random",
         "delta_random_ci95",
         "acc_init",
@@ -277,6 +278,26 @@ def test_summary_is_plain_floats_under_string_keys(sweep):
 
     assert all(type(v) is float and math.isfinite(v) for v in leaves(metrics))
     json.dumps(metrics)
+
+
+def test_paired_interval_counts_draws_and_test_images():
+    hits = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
+    reference = torch.tensor([0, 1, 0, 0], dtype=torch.bool)
+    mean, half = fewshot.paired_interval(hits, reference)
+    # differences [[1, 0, 0, 0], [1, -1, 1, 0]]: equal row means (no draw variance), column means
+    # [1, -0.5, 0.5, 0] with variance 5/12, so the half-width is t(1 dof) * sqrt(5/12 / 4)
+    assert mean == pytest.approx(0.25) and half == pytest.approx(12.706204736174707 * math.sqrt(5 / 48))
+    assert fewshot.paired_interval(hits, hits) == (0.0, 0.0)
+    wider = fewshot.paired_interval(hits[:, :2], reference[:2])[1]
+    assert wider > fewshot.paired_interval(hits[:, :2].repeat(1, 8), reference[:2].repeat(8))[1]
+
+
+def test_class_mean_classifier_is_nearest_normalised_train_mean(features):
+    train_x, train_y = _xy(features, "train")
+    test_x, test_y = _xy(features, "test")
+    means = torch.stack([F.normalize(train_x[train_y == c].mean(dim=0), dim=0) for c in range(N_CLASSES)])
+    hits = fewshot.class_mean_hits((train_x, train_y), test_x, test_y, N_CLASSES)
+    assert torch.equal(hits, (test_x @ means.T).argmax(dim=-1) == test_y) and hits.float().mean() > 0.5
 
 
 def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features):
@@ -327,9 +348,8 @@ def test_every_init_in_params_has_a_method():
     assert sorted([*TRAINED, *fewshot.CLOSED_FORM]) == sorted(FEWSHOT_INITS)
 
 
-def test_head_accuracy_matches_argmax_and_counts_ties_as_misses():
+def test_head_hits_match_argmax_and_count_ties_as_misses():
     logits = torch.randn(3, 50, 7, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 7, (50,), generator=torch.Generator().manual_seed(1))
-    expected = torch.tensor([accuracy(logits[h], labels) for h in range(3)], dtype=torch.float64)
-    assert torch.equal(head_accuracy(logits.clone(), labels), expected)
-    assert head_accuracy(torch.zeros(1, 4, 3), torch.zeros(4, dtype=torch.long)).item() == 0.0
+    assert torch.equal(head_hits(logits.clone(), labels), logits.argmax(dim=-1) == labels)
+    assert not head_hits(torch.zeros(1, 4, 3), torch.zeros(4, dtype=torch.long)).any()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from clipprobe.probes.fewshot_methods import MethodResult, Prior
 from clipprobe.probes.fewshot_support import Task, class_means
-from clipprobe.probes.fewshot_train import head_accuracy, head_hits
+from clipprobe.probes.fewshot_train import head_hits
 
 
 def _best_on_val(hits: torch.Tensor) -> torch.Tensor:
@@ -55,13 +55,13 @@ class TipAdapter:
         pairs = torch.tensor(self.grid, dtype=task.val.dtype)[_best_on_val(hits)].to(ones)  # (H, 2)
         alpha, beta = pairs[:, 0], pairs[:, 1]
         # one draw at a time: the (N, M) test-to-cache affinity of every draw at once can be large
-        acc = torch.cat(
+        hits = torch.cat(
             [
-                head_accuracy(self.logits(task.draw(h), test, alpha[h : h + 1], beta[h : h + 1]), test_labels)
+                head_hits(self.logits(task.draw(h), test, alpha[h : h + 1], beta[h : h + 1]), test_labels)
                 for h in range(task.draws)
             ]
         )
-        return MethodResult(acc, choice={"alpha": alpha.cpu(), "beta": beta.cpu()})
+        return MethodResult(hits, choice={"alpha": alpha.cpu(), "beta": beta.cpu()})
 
 
 class GaussianDiscriminant:
@@ -98,5 +98,5 @@ class GaussianDiscriminant:
             [head_hits(self.logits(task.val, weight, bias, a * ones), task.val_labels) for a in self.alphas]
         )
         alpha = torch.tensor(self.alphas, dtype=task.val.dtype)[_best_on_val(hits)].to(ones)  # (H,)
-        acc = head_accuracy(self.logits(test, weight, bias, alpha), test_labels)
-        return MethodResult(acc, choice={"alpha": alpha.cpu()})
+        hits = head_hits(self.logits(test, weight, bias, alpha), test_labels)
+        return MethodResult(hits, choice={"alpha": alpha.cpu()})

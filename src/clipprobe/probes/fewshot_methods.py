@@ -47,11 +47,16 @@ class Prior:
 
 @dataclass
 class MethodResult:
-    """One method at one shot count: the final test accuracy per draw and, when trained, its curves."""
+    """One method at one shot count: the selected model's test hits per draw and, when trained, its curves."""
 
-    acc: torch.Tensor  # (H,) test accuracy of the selected model, float64
+    hits: torch.Tensor  # (H, N) bool: test image n classified right by the selected model of draw h
     trace: Trace | None = None  # per-epoch accuracies (trained methods)
     choice: dict[str, torch.Tensor] | None = None  # hyper-parameters chosen per draw on val (tip, gda)
+
+    @property
+    def acc(self) -> torch.Tensor:
+        """(H,) test accuracy of the selected model, float64."""
+        return self.hits.double().mean(dim=-1)
 
 
 def _heads(task: Task, tensor: torch.Tensor) -> torch.Tensor:

@@ -118,12 +118,17 @@ class Trace:
 
     epochs: list[int]
     val_hits: torch.Tensor  # (E, H, V) bool, per few-shot val image, on the CPU
-    test: torch.Tensor  # (E, H) test accuracy, CPU float64
+    test_hits: torch.Tensor  # (E, H, N) bool, per test image, on the CPU
 
     @property
     def val(self) -> torch.Tensor:
         """(E, H) few-shot val accuracy."""
         return self.val_hits.double().mean(dim=-1)
+
+    @property
+    def test(self) -> torch.Tensor:
+        """(E, H) test accuracy, float64."""
+        return self.test_hits.double().mean(dim=-1)
 
     def chosen(self, select: str) -> torch.Tensor:
         """(H,) index of the kept evaluation point: "last", or "val": `earliest_within_noise` over epochs."""
@@ -132,8 +137,8 @@ class Trace:
         return earliest_within_noise(self.val_hits)
 
     def selected(self, select: str) -> torch.Tensor:
-        """(H,) test accuracy of the kept evaluation point per head."""
-        return self.test.gather(0, self.chosen(select)[None]).squeeze(0)
+        """(H, N) test hits of the kept evaluation point per head."""
+        return self.test_hits[self.chosen(select), torch.arange(self.test_hits.shape[1])]
 
 
 def head_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -146,11 +151,6 @@ def head_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     true = logits.gather(-1, index).squeeze(-1)  # (H, N)
     rival = logits.scatter_(-1, index, -math.inf).amax(dim=-1)  # best other class, in place
     return (true > rival).cpu()
-
-
-def head_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(H, N, C) logits, (N,) labels -> (H,) top-1 accuracy, float64 on the CPU. Overwrites `logits`."""
-    return head_hits(logits, labels).double().mean(dim=-1)
 
 
 def eval_points(epochs: int, eval_every: int) -> list[int]:
@@ -174,19 +174,19 @@ def train_heads(
     ----------
     test: (N, D) L2-normalised test features on the task's device; test_labels: (N,).
 
-    Returns the few-shot val and test accuracy of every head at each of `eval_points(epochs, eval_every)`.
+    Returns the few-shot val and test hits of every head at each of `eval_points(epochs, eval_every)`.
     """
     state = method.init(task, generator)
     opt = method.optimizer(state, task, epochs)
     points = eval_points(epochs, eval_every)
     n_heads, n_support = task.support.shape[:2]
     targets = task.support_labels.repeat(n_heads)  # (H * M,) the same classes for every draw
-    val_hits, test_acc = [], []
+    val_hits, test_hits = [], []
     for epoch in range(epochs + 1):
         if epoch in points:
             with torch.no_grad():
                 val_hits.append(head_hits(method.logits(state, task.val), task.val_labels))
-                test_acc.append(head_accuracy(method.logits(state, test), test_labels))
+                test_hits.append(head_hits(method.logits(state, test), test_labels))
         if epoch == epochs:
             break
         logits = method.logits(state, task.support)  # (H, M, C)
@@ -196,4 +196,4 @@ def train_heads(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return Trace(points, torch.stack(val_hits), torch.stack(test_acc))
+    return Trace(points, torch.stack(val_hits), torch.stack(test_hits))

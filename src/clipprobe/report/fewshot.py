@@ -14,6 +14,7 @@ from clipprobe.report import figures
 from clipprobe.report.markdown import pct, profile_name
 
 METRICS = Path("metrics/fewshot.json")
+PROBE_METRICS = Path("metrics/probe.json")
 ACC_CSV = Path("plots/fewshot_acc.csv")
 CURVES_CSV = Path("plots/fewshot_curves.csv")
 ACC_FIGURE = "figures/fewshot_acc.png"
@@ -82,7 +83,8 @@ def _table(metrics: dict, shots: list[int], methods: list[str]) -> list[str]:
         best = max(methods, key=lambda m: row[m]["acc"])
         cells = []
         for m in methods:
-            cell = f"{pct(row[m]['acc'])} ± {pct(row[m]['ci95'])} ({100 * row[m]['delta_zeroshot']:+.2f})"
+            delta = f"{100 * row[m]['delta_zeroshot']:+.2f} ± {pct(row[m]['delta_zeroshot_ci95'])}"
+            cell = f"{pct(row[m]['acc'])} ± {pct(row[m]['ci95'])} ({delta})"
             cells.append(f"**{cell}**" if m == best else cell)
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return lines
@@ -108,11 +110,44 @@ def _findings(metrics: dict, first: int) -> str:
     others = {m: v["acc"] for m, v in row.items() if m not in ("random", "zeroshot")}
     if others:
         best = max(others, key=others.get)
+        delta, half = row[best]["delta_zeroshot"], row[best]["delta_zeroshot_ci95"]
         said.append(
-            f"the best other method is {LABELS[best]} at {pct(others[best])}% "
-            f"({100 * (others[best] - zs):+.2f} points against zero-shot)"
+            f"the best other method is {LABELS[best]} at {pct(others[best])}% ({100 * delta:+.2f} ± "
+            f"{pct(half)} points against zero-shot: {_versus_zeroshot(delta, half)})"
         )
     return "; ".join(said) + "." if said else ""
+
+
+def _versus_zeroshot(delta: float, half: float) -> str:
+    if delta == half == 0:
+        return "the zero-shot classifier's own predictions on every draw"
+    if delta - half > 0:
+        return "above it beyond the noise of draws and test images"
+    if delta + half < 0:
+        return "below it beyond the noise of draws and test images"
+    return "within the noise of draws and test images"
+
+
+def _prototype_paragraph(metrics: dict, linear_probe_acc: float | None) -> str:
+    """Why labels add little or much here: the class means of all train images against the text weights."""
+    zs, class_mean = metrics["zeroshot_acc"], metrics["class_mean_acc"]
+    verdict = (
+        "no better a prototype than the class names already give"
+        if class_mean <= zs
+        else f"a better prototype than the class names by {100 * (class_mean - zs):.2f} points"
+    )
+    probe = (
+        ""
+        if linear_probe_acc is None
+        else f" What the labels do buy comes from discriminative training on all of them: the full linear "
+        f"probe reaches {pct(linear_probe_acc)}%."
+    )
+    return (
+        "How much a labelled image can add: the nearest-class-mean classifier on the mean feature of *all* train "
+        f"images of each class scores {pct(class_mean)}% against zero-shot's {pct(zs)}%, {verdict}. A handful "
+        "of images per class gives a noisier prototype than that, and the cache and prototype methods (Tip-Adapter, "
+        f"GDA, LP++'s initialisation) build on exactly such prototypes.{probe}"
+    )
 
 
 def render(params: Params, out_dir: Path) -> str:
@@ -138,15 +173,25 @@ def render(params: Params, out_dir: Path) -> str:
         _curves_figure(first_curves, metrics["zeroshot_acc"], title, out_dir / CURVES_FIGURE)
         lines += [f"![{first}-shot accuracy vs epoch]({CURVES_FIGURE})", ""]
     lines += [
-        f"Test top-1 (%), mean ± 95% interval over {params.fewshot.draws} support-set draws (difference to the "
-        f"zero-shot classifier, {pct(metrics['zeroshot_acc'])}%, in brackets; best per row in bold; chance "
-        f"{pct(metrics['chance'])}%).",
+        f"Test top-1 (%), mean ± 95% interval over {params.fewshot.draws} support-set draws; in brackets the "
+        f"paired difference to the zero-shot classifier ({pct(metrics['zeroshot_acc'])}%) on the same test "
+        "images, ± its 95% interval over draws *and* test images (the test split is a finite sample too); best "
+        f"per row in bold; chance {pct(metrics['chance'])}%.",
         "",
         *_table(metrics, shots, methods),
         "",
         _findings(metrics, first),
+        "",
+        _prototype_paragraph(metrics, _linear_probe_acc()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _linear_probe_acc() -> float | None:
+    """The full linear probe's test accuracy from the probe stage, when it ran."""
+    if not PROBE_METRICS.exists():
+        return None
+    return json.loads(PROBE_METRICS.read_text())["linear_probe"]["acc"]
 
 
 def _run_paragraph(params: Params) -> str:
