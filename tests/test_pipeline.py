@@ -72,6 +72,7 @@ def repo(tmp_path_factory) -> Path:
             shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(source, path / name)
+    shutil.copy(ROOT / "bench" / "fewshot_heldout.py", path / "fewshot_heldout.py")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value in TINY.items():
         _set(params, key, value)
@@ -100,6 +101,16 @@ def test_repro_writes_metrics_and_report(repo):
     for link in ("figures/probes.png", "figures/clip_pretrain.png"):
         assert link in report and (repo / "reports" / link).stat().st_size > 0
     assert "Data and pipelines are up to date" in _dvc("status", cwd=repo)
+
+
+@pytest.mark.slow
+def test_heldout_check_reruns_the_sweep_and_writes_nothing(repo):
+    out = _run(sys.executable, "fewshot_heldout.py", "--n", "96", "--shots", "1", cwd=repo)
+    assert out.startswith("96 held-out images") and "nearest class mean" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    inits = yaml.safe_load((repo / "params.yaml").read_text())["fewshot"]["inits"]
+    assert [(row[0], row[1]) for row in rows] == [("1", name) for name in inits]
+    assert _run("git", "status", "--porcelain", cwd=repo) == ""
 
 
 @pytest.mark.slow
