@@ -31,7 +31,8 @@ CURVE_METHODS = ("random", "zeroshot")
 
 
 def _accuracy_figure(acc: pd.DataFrame, metrics: dict, title: str, path: Path) -> None:
-    """Mean test accuracy vs shots (log x), one line per method with its 95% band; zero-shot as a line."""
+    """Mean test accuracy vs shots (log x), one line per method with its 95% band; zero-shot and the nearest
+    class mean of all train images as horizontal lines."""
     fig, ax = plt.subplots(figsize=(7, 4.4))
     methods = [c for c in acc.columns if c in LABELS]
     for color, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
@@ -42,6 +43,12 @@ def _accuracy_figure(acc: pd.DataFrame, metrics: dict, title: str, path: Path) -
             acc["shots"], mean - 100 * pd.Series(ci), mean + 100 * pd.Series(ci), color=color, alpha=0.2
         )
     ax.axhline(100 * metrics["zeroshot_acc"], color="black", linestyle="--", label="zero-shot classifier")
+    ax.axhline(
+        100 * metrics["class_mean_acc"],
+        color="grey",
+        linestyle=":",
+        label="nearest class mean of all train images",
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(acc["shots"]), [str(k) for k in acc["shots"]])
     ax.minorticks_off()
