@@ -5,7 +5,7 @@ endless, so this draws a fresh held-out set from a seed no pipeline split uses, 
 CLIP, and reruns the few-shot sweep of params.yaml (same support sets, few-shot val sets and recipes) with
 that set in place of the test split. Prints, per shot count and method, the accuracy and the paired difference
 to zero-shot with its 95% interval over draws and held-out images, and the nearest-class-mean diagnostic.
-Run after `dvc repro` (it reads data/, models/clip and features/; nothing is written).
+Run after `dvc repro` (it reads models/clip and features/ and writes nothing).
 
     python bench/fewshot_heldout.py                 # 12000 held-out images
     python bench/fewshot_heldout.py --n 24000 --shots 1 16

@@ -19,7 +19,7 @@ from clipprobe.probes import fewshot
 from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
 from clipprobe.probes.fewshot_methods import TRAINED, LinearHead, Prior
 from clipprobe.probes.fewshot_support import make_task
-from clipprobe.probes.fewshot_train import head_hits, train_heads
+from clipprobe.probes.fewshot_train import Trace, head_hits, train_heads
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,15 +281,31 @@ def test_summary_is_plain_floats_under_string_keys(sweep):
 
 
 def test_paired_interval_counts_draws_and_test_images():
-    hits = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
     reference = torch.tensor([0, 1, 0, 0], dtype=torch.bool)
+    hits = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
+    # differences [[1, 0, 0, 0], [1, -1, 1, 0]]: no draw variance; column means [1, -0.5, 0.5, 0] (variance
+    # 5/12, over 4 images 5/48), residual mean square 1/3 (over 2 x 4 cells 2/48): variance 3/48, dof 3
     mean, half = fewshot.paired_interval(hits, reference)
-    # differences [[1, 0, 0, 0], [1, -1, 1, 0]]: equal row means (no draw variance), column means
-    # [1, -0.5, 0.5, 0] with variance 5/12, so the half-width is t(1 dof) * sqrt(5/12 / 4)
-    assert mean == pytest.approx(0.25) and half == pytest.approx(12.706204736174707 * math.sqrt(5 / 48))
+    assert mean == pytest.approx(0.25) and half == pytest.approx(3.182446305284263 * 0.25)
+    # differences [[1, 0], [0, 0]]: draws and images each 1/16, minus the interaction 1/16; dof 2
+    mean, half = fewshot.paired_interval(
+        torch.tensor([[1, 0], [0, 0]], dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
+    )
+    assert mean == pytest.approx(0.25) and half == pytest.approx(4.302652729911275 * 0.25)
     assert fewshot.paired_interval(hits, hits) == (0.0, 0.0)
     wider = fewshot.paired_interval(hits[:, :2], reference[:2])[1]
     assert wider > fewshot.paired_interval(hits[:, :2].repeat(1, 8), reference[:2].repeat(8))[1]
+
+
+def test_selected_hits_are_each_draws_chosen_evaluation_point():
+    g = torch.Generator().manual_seed(0)
+    trace = Trace([0, 5, 10], torch.rand(3, 4, 6, generator=g) > 0.5, torch.rand(3, 4, 9, generator=g) > 0.5)
+    for select in ("val", "last"):
+        chosen = trace.chosen(select)
+        assert torch.equal(
+            trace.selected(select), torch.stack([trace.test_hits[chosen[h], h] for h in range(4)])
+        )
+    assert torch.equal(trace.chosen("last"), torch.full((4,), 2))
 
 
 def test_class_mean_classifier_is_nearest_normalised_train_mean(features):

@@ -111,6 +111,7 @@ def test_heldout_check_reruns_the_sweep_and_writes_nothing(repo):
     inits = yaml.safe_load((repo / "params.yaml").read_text())["fewshot"]["inits"]
     assert [(row[0], row[1]) for row in rows] == [("1", name) for name in inits]
     assert _run("git", "status", "--porcelain", cwd=repo) == ""
+    assert "Data and pipelines are up to date" in _dvc("status", cwd=repo)
 
 
 @pytest.mark.slow

@@ -31,9 +31,8 @@ _INIT_STREAM = 2  # random-stream offset of the methods' own randomness (support
 
 @dataclass
 class Sweep:
-    zeroshot_hits: (
-        torch.Tensor
-    )  # (N,) bool test hits of the zero-shot classifier (the line every method meets)
+    # (N,) bool test hits of the zero-shot classifier, the line every method is compared to
+    zeroshot_hits: torch.Tensor
     class_mean_acc: float  # test accuracy of the nearest class mean of *all* train features (a diagnostic)
     n_classes: int
     results: dict[int, dict[str, MethodResult]]  # shots -> method -> per-draw results
@@ -73,7 +72,7 @@ def class_mean_hits(
 ) -> torch.Tensor:
     """(N,) test hits of the nearest-class-mean classifier (cosine to the normalised mean of every train
     feature of a class). With ~100 labelled images per class it shows how good a *prototype* the labels give,
-    next to the zero-shot classifier's text prototypes: the ceiling of what class means add to them."""
+    next to the zero-shot classifier's text prototypes (a diagnostic: methods that mix the two can beat both)."""
     x, y = train
     means = F.normalize(class_means(x[None].to(test), y.to(test.device), n_classes)[0], dim=-1)  # (C, D)
     return head_hits((test @ means.T)[None], test_labels)[0]
@@ -115,9 +114,10 @@ def run_sweep(
         train_xy, val_xy = _split(train), _split(val)
         check_shots(shots, train_xy[1], n_classes)
         test_x, test_y = (t.to(device) for t in _split(test))
-        zeroshot_hits = (
-            zeroshot_logits(test["image"].float().to(device), weights, logit_scale).argmax(-1) == test_y
-        )
+        # scored with head_hits like every method, so an exact tie cannot show up as a difference
+        zeroshot_hits = head_hits(
+            zeroshot_logits(test["image"].float().to(device), weights, logit_scale)[None], test_y
+        )[0]
         class_mean_acc = class_mean_hits(train_xy, test_x, test_y, n_classes).double().mean().item()
         prior = Prior(weights, logit_scale, text_norms=text.float().mean(dim=0).norm(dim=-1).to(device))
         results: dict[int, dict[str, MethodResult]] = {}
@@ -132,7 +132,7 @@ def run_sweep(
                 bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
                 bar.update()
         bar.close()
-        return Sweep(zeroshot_hits.cpu(), class_mean_acc, n_classes, results)
+        return Sweep(zeroshot_hits, class_mean_acc, n_classes, results)
 
 
 @contextmanager
@@ -159,14 +159,24 @@ def paired_interval(hits: torch.Tensor, reference: torch.Tensor) -> tuple[float,
     and the half-width of its 95% interval over *both* sources of noise: the support-set draws and the test
     images (a finite sample too: on 2000 images a paired difference of 0.5 points is within its noise).
 
-    The variance of the mean of a draws x images table is estimated as var(row means) / H + var(column
-    means) / N (each term also holds the interaction / (H N), so it errs wide), with the Student-t quantile
-    of the draws.
+    The table is a crossed draws x images design, d = mean + draw + image + interaction: the variance of its
+    mean, var(draw) / H + var(image) / N + var(interaction) / (H N), is estimated without bias as
+    var(row means) / H + var(column means) / N - residual mean square / (H N) (each of the first two terms
+    holds the interaction once); the t quantile takes Satterthwaite's degrees of freedom.
     """
     diff = hits.double() - reference.double()  # (H, N)
     n_draws, n_images = diff.shape
-    variance = diff.mean(dim=1).var() / n_draws + diff.mean(dim=0).var() / n_images
-    return diff.mean().item(), float(stdtrit(n_draws - 1, 0.975) * variance.sqrt())
+    rows, columns = diff.mean(dim=1), diff.mean(dim=0)
+    across_draws, across_images = rows.var() / n_draws, columns.var() / n_images
+    residual = diff - rows[:, None] - columns[None, :] + diff.mean()
+    interaction = residual.square().sum() / ((n_draws - 1) * (n_images - 1))
+    variance = (across_draws + across_images - interaction / (n_draws * n_images)).clamp_min(0)
+    if across_draws + across_images == 0:
+        return diff.mean().item(), 0.0
+    dof = (across_draws + across_images) ** 2 / (
+        across_draws**2 / (n_draws - 1) + across_images**2 / (n_images - 1)
+    )
+    return diff.mean().item(), float(stdtrit(dof.item(), 0.975) * variance.sqrt())
 
 
 def summarize(sweep: Sweep) -> dict[str, dict[str, dict[str, float]] | float]:
@@ -229,10 +239,11 @@ def curve_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
     rows = []
     for k, methods in sweep.results.items():
         epochs = methods[trained[0]].trace.epochs if trained else []
+        test = {n: methods[n].trace.test.mean(dim=1) for n in trained}  # (E,) each, built once
+        val = {n: methods[n].trace.val.mean(dim=1) for n in trained}
         for i, epoch in enumerate(epochs):
             row = {"shots": k, "epoch": epoch}
             for n in trained:
-                row[f"{n}_test"] = _csv(methods[n].trace.test[i].mean())
-                row[f"{n}_val"] = _csv(methods[n].trace.val[i].mean())
+                row[f"{n}_test"], row[f"{n}_val"] = _csv(test[n][i]), _csv(val[n][i])
             rows.append(row)
     return rows, columns

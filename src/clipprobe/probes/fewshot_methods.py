@@ -50,7 +50,7 @@ class MethodResult:
     """One method at one shot count: the selected model's test hits per draw and, when trained, its curves."""
 
     hits: torch.Tensor  # (H, N) bool: test image n classified right by the selected model of draw h
-    trace: Trace | None = None  # per-epoch accuracies (trained methods)
+    trace: Trace | None = None  # per-epoch val and test hits (trained methods)
     choice: dict[str, torch.Tensor] | None = None  # hyper-parameters chosen per draw on val (tip, gda)
 
     @property

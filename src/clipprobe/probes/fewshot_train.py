@@ -114,7 +114,7 @@ def earliest_within_noise(hits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Trace:
-    """Accuracy of every head at each evaluation point (epoch 0 = the initialisation, before any step)."""
+    """Val and test hits of every head at each evaluation point (epoch 0 = the initialisation, before any step)."""
 
     epochs: list[int]
     val_hits: torch.Tensor  # (E, H, V) bool, per few-shot val image, on the CPU
@@ -133,7 +133,7 @@ class Trace:
     def chosen(self, select: str) -> torch.Tensor:
         """(H,) index of the kept evaluation point: "last", or "val": `earliest_within_noise` over epochs."""
         if select == "last":
-            return torch.full((self.test.shape[1],), len(self.epochs) - 1)
+            return torch.full((self.test_hits.shape[1],), len(self.epochs) - 1)
         return earliest_within_noise(self.val_hits)
 
     def selected(self, select: str) -> torch.Tensor:
