@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from clipprobe.errors import ClipprobeError
 from clipprobe.features import embed_images
 from clipprobe.models.clip import load_clip
 from clipprobe.params import load_params
-from clipprobe.probes.fewshot import run_sweep, summarize
+from clipprobe.probes.fewshot import summarize, sweep_cached_features
 from clipprobe.runtime import resolve_device
 
 HELDOUT_STREAM = 1000  # seed purpose of the held-out set; the pipeline's splits use 0-3 (shapes.split_seed)
@@ -58,20 +59,7 @@ def main() -> None:
     model, _, _ = load_clip(args.model, device=device)
     image = embed_images(model, heldout.images, device=device, batch_size=params.embed.batch_size)["image"]
     test = {"image": image, "labels": torch.from_numpy(heldout.labels)}
-    splits = {s: torch.load(f"{args.features}/{s}.pt", weights_only=True) for s in ("train", "val")}
-    text = torch.load(f"{args.features}/text.pt", weights_only=True)
-    shots = args.shots or params.shots
-    sweep = run_sweep(
-        splits["train"],
-        splits["val"],
-        test,
-        text["text"][params.embed.ensemble],
-        text["logit_scale"],
-        shots,
-        params.fewshot,
-        params.seed,
-        device=device,
-    )
+    sweep = sweep_cached_features(params, Path(args.features), device, test=test, shots=args.shots)
     metrics = summarize(sweep)
     print(
         f"{args.n} held-out images ({time.perf_counter() - start:.0f} s): zero-shot "
@@ -79,7 +67,7 @@ def main() -> None:
         f"{100 * metrics['class_mean_acc']:.2f}%"
     )
     print("shots  method     acc %   difference to zero-shot (points, 95% interval over draws and images)")
-    for k in shots:
+    for k in sweep.results:
         for name, entry in metrics[f"shots_{k}"].items():
             delta, half = 100 * entry["delta_zeroshot"], 100 * entry["delta_zeroshot_ci95"]
             print(f"{k:>5}  {name:<9} {100 * entry['acc']:6.2f}   {delta:+6.2f} ± {half:.2f}")

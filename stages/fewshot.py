@@ -3,10 +3,8 @@
 import time
 from pathlib import Path
 
-import torch
-
 from clipprobe.params import load_params
-from clipprobe.probes.fewshot import accuracy_rows, curve_rows, run_sweep, summarize
+from clipprobe.probes.fewshot import accuracy_rows, curve_rows, summarize, sweep_cached_features
 from clipprobe.runtime import resolve_device, run_stage, seed_everything, show_progress, write_csv, write_json
 
 FEATURES = Path("features")
@@ -16,21 +14,8 @@ def fewshot() -> None:
     params = load_params()
     seed_everything(params.seed)
     device = resolve_device(params.device)
-    splits = {s: torch.load(FEATURES / f"{s}.pt", weights_only=True) for s in ("train", "val", "test")}
-    text = torch.load(FEATURES / "text.pt", weights_only=True)
     start = time.perf_counter()
-    sweep = run_sweep(
-        splits["train"],
-        splits["val"],
-        splits["test"],
-        text["text"][params.embed.ensemble],
-        text["logit_scale"],
-        params.shots,
-        params.fewshot,
-        params.seed,
-        device=device,
-        progress=show_progress(),
-    )
+    sweep = sweep_cached_features(params, FEATURES, device, progress=show_progress())
     seconds = time.perf_counter() - start
     metrics = summarize(sweep)
     write_json("metrics/fewshot.json", metrics)

@@ -15,6 +15,7 @@ from open_clip.modified_resnet import ModifiedResNet
 from PIL import Image
 from torchvision.datasets import CLEVRClassification
 
+from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.shapes import (
     SHAPES,
@@ -40,7 +41,6 @@ from clipprobe.probes.counting import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MIX = {"free": 0.6, "class_like": 0.3, "count_only": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_quadrant_boundaries_and_bad_shape():
 
 
 def test_generated_positions_lie_on_the_labelled_object():
-    split = generate_shapes(48, 64, seed=3, caption_mix=MIX, workers=1)
+    split = generate_shapes(48, 64, seed=3, caption_mix=DEFAULT_CAPTION_MIX, workers=1)
     px = np.minimum((split.positions * 64).astype(int), 63)  # (N, 2) pixel (x, y)
     under = split.masks[np.arange(len(split)), px[:, 1], px[:, 0]]
     assert (under == split.labels % len(SHAPES) + 1).all()  # mask value = shape + 1 of the labelled object
@@ -132,7 +132,7 @@ def test_attnpool_on_the_prepool_map_reproduces_encode_image(tiny):
 
 def test_tower_features_match_the_embedding_stage(tiny):
     model, _ = tiny
-    images = generate_shapes(20, 64, seed=1, caption_mix=MIX, workers=1).images
+    images = generate_shapes(20, 64, seed=1, caption_mix=DEFAULT_CAPTION_MIX, workers=1).images
     mean, std = mean_std(model)
     feats = tower_features(
         FrozenTower(model), images, mean=mean, std=std, device=torch.device("cpu"), batch_size=8, grid=2
@@ -192,7 +192,7 @@ def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny):
     raw["counting"].update({"Cs": [0.1, 10.0], "max_iter": 10, "batch_size": 64})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     sizes = {"pretrain": 1, "train": 96, "val": 48, "test": 48}
-    generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=MIX, workers=1)
+    generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)
     save_clip(model, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(ROOT / "stages/counting.py"))["counting"]()

@@ -13,6 +13,7 @@ from fakes import PETS_BREEDS, pets_pixel, write_fake_pets
 from torchvision.datasets import OxfordIIITPet
 from torchvision.models import VGG11_Weights
 
+from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.data.store import Split, load_meta, load_split
@@ -34,7 +35,6 @@ from clipprobe.runtime import load_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-MIX = {"free": 0.6, "class_like": 0.3, "count_only": 0.1}
 
 
 def one_line(excinfo) -> str:
@@ -303,7 +303,7 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny):
     )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     sizes = {"pretrain": 1, "train": 48, "val": 16, "test": 16}
-    generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=MIX, workers=1)
+    generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)
     save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
     monkeypatch.chdir(tmp_path)
     try:

@@ -10,6 +10,7 @@ import torch
 import yaml
 from open_clip.modified_resnet import ModifiedResNet
 
+from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.decoders.inputs import first_images, frozen_features
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
@@ -27,7 +28,6 @@ from clipprobe.models.clip import create_clip, mean_std, save_clip
 from clipprobe.models.tower import FrozenTower, random_tower
 
 ROOT = Path(__file__).resolve().parents[1]
-MIX = {"free": 0.6, "class_like": 0.3, "count_only": 0.1}
 CPU = torch.device("cpu")
 
 
@@ -157,7 +157,7 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny)
                          "codebook_size": 32, "hidden": 16, "code_dim": 8, "samples": 4})  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     generate_shapes_dataset(tmp_path / "data", 64, {"pretrain": 1, "train": 48, "val": 16, "test": 16},
-                            seed=0, caption_mix=MIX, workers=1)  # fmt: skip
+                            seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)  # fmt: skip
     save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(ROOT / "stages/vqvae.py"))["vqvae"]()
@@ -179,7 +179,7 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny)
 
 def test_first_images_and_frozen_features(tmp_path, tiny):
     generate_shapes_dataset(tmp_path, 64, {"pretrain": 1, "train": 8, "val": 4, "test": 4},
-                            seed=0, caption_mix=MIX, workers=1)  # fmt: skip
+                            seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)  # fmt: skip
     splits = first_images(tmp_path, "shapes", {"train": 6, "val": 4}, "segment")
     assert len(splits["train"]) == 6 and splits["train"].masks.shape == (6, 64, 64)
     feats = frozen_features(tiny, splits, tower_size=96, towers=("clip", "random"), seed=0, device=CPU,

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from scipy.special import stdtrit  # Student t quantile; scipy.stats takes seconds to import
 from tqdm import tqdm
 
-from clipprobe.params import FEWSHOT_INITS, FewshotParams
+from clipprobe.params import FEWSHOT_INITS, FewshotParams, Params
 from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
 from clipprobe.probes.fewshot_methods import TRAINED, MethodResult, Prior
 from clipprobe.probes.fewshot_support import Task, check_shots, class_means, make_task
@@ -133,6 +134,34 @@ def run_sweep(
                 bar.update()
         bar.close()
         return Sweep(zeroshot_hits, class_mean_acc, n_classes, results)
+
+
+def sweep_cached_features(
+    params: Params,
+    features: Path,
+    device: torch.device,
+    test: dict[str, torch.Tensor] | None = None,
+    shots: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Sweep:
+    """`run_sweep` with params' recipe on the embed stage's cached features (`features/<split>.pt`, `text.pt`).
+
+    test: a feature dict scored in place of the test split (bench/fewshot_heldout.py); shots: default params'.
+    """
+    splits = {s: torch.load(features / f"{s}.pt", weights_only=True) for s in ("train", "val", "test")}
+    text = torch.load(features / "text.pt", weights_only=True)
+    return run_sweep(
+        splits["train"],
+        splits["val"],
+        splits["test"] if test is None else test,
+        text["text"][params.embed.ensemble],
+        text["logit_scale"],
+        params.shots if shots is None else shots,
+        params.fewshot,
+        params.seed,
+        device=device,
+        progress=progress,
+    )
 
 
 @contextmanager
