@@ -18,15 +18,7 @@ def counting() -> None:
     seed_everything(params.seed)
     device = resolve_device(params.device)
     cfg = params.counting
-    model, tokenizer = tower_clip(
-        cfg.arch,
-        cfg.pretrained,
-        group="counting",
-        clip_arch=params.clip.arch,
-        clip_dir="models/clip",
-        downloads=params.data.downloads,
-        device=device,
-    )
+    model, tokenizer = tower_clip(params, "counting", clip_dir="models/clip", device=device)
     tower = FrozenTower(model)  # the tower stops before the pool; its own pool gives the pooled embedding
     mean, std = mean_std(model)
 

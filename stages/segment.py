@@ -33,15 +33,7 @@ def segment() -> None:
         raise ClipprobeError(f"data.segment: {dataset} has no masks (mask_class_names); use shapes or pets")
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     splits = first_images(params.data.root, dataset, sizes, "segment")
-    clip, _ = tower_clip(
-        cfg.arch,
-        cfg.pretrained,
-        group="segment",
-        clip_arch=params.clip.arch,
-        clip_dir="models/clip",
-        downloads=params.data.downloads,
-        device=device,
-    )
+    clip, _ = tower_clip(params, "segment", clip_dir="models/clip", device=device)
 
     images = {split: torch.tensor(data.images, device=device) for split, data in splits.items()}
     masks = {split: torch.tensor(data.masks, device=device) for split, data in splits.items()}

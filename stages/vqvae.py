@@ -58,15 +58,7 @@ def vqvae() -> None:
     start = time.perf_counter()
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     splits = first_images(params.data.root, params.data.vqvae, sizes, "vqvae")
-    model, _ = tower_clip(
-        cfg.arch,
-        cfg.pretrained,
-        group="vqvae",
-        clip_arch=params.clip.arch,
-        clip_dir="models/clip",
-        downloads=params.data.downloads,
-        device=device,
-    )
+    model, _ = tower_clip(params, "vqvae", clip_dir="models/clip", device=device)
     features = frozen_features(
         model,
         splits,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from asserts import one_line
 from fakes import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -38,12 +39,6 @@ def fake_cifar(monkeypatch, name: str, downloads: Path) -> None:
     checksums = write_fake_cifar(name, downloads, PER_CLASS)
     for attr, value in checksums.items():  # torchvision now verifies the fakes against their own md5s
         monkeypatch.setattr(CIFAR_DATASETS[name], attr, value)
-
-
-def one_line_error(excinfo) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -103,7 +98,7 @@ def test_val_per_class_out_of_range(tmp_path, monkeypatch, val_per_class):
     fake_cifar(monkeypatch, "cifar10", tmp_path / "downloads")
     with pytest.raises(ClipprobeError) as excinfo:
         prepare_cifar("cifar10", tmp_path / "downloads", tmp_path / "data", val_per_class, seed=0)
-    assert one_line_error(excinfo).startswith("data.cifar.val_per_class:")
+    assert one_line(excinfo).startswith("data.cifar.val_per_class:")
     assert not (tmp_path / "data").exists()
 
 
@@ -112,7 +107,7 @@ def test_missing_archive_names_the_file_and_md5(tmp_path, download):
     downloads = tmp_path / "downloads"
     with pytest.raises(ClipprobeError) as excinfo:
         prepare_cifar("cifar100", downloads, tmp_path / "data", val_per_class=1, seed=0, download=download)
-    message = one_line_error(excinfo)
+    message = one_line(excinfo)
     assert f"put cifar-100-python.tar.gz (md5 {REAL_MD5['cifar100']})" in message
     assert f"into {downloads}/" in message
     # torchvision's real URLError is the reason (connection refused here; a DNS failure on a closed machine)
@@ -127,7 +122,7 @@ def test_corrupt_archive_is_reported(tmp_path, monkeypatch):
     archive.write_bytes(archive.read_bytes()[:1000])  # a truncated download
     with pytest.raises(ClipprobeError) as excinfo:
         prepare_cifar("cifar10", downloads, tmp_path / "data", val_per_class=1, seed=0)
-    message = one_line_error(excinfo)
+    message = one_line(excinfo)
     expected = CIFAR_DATASETS["cifar10"].tgz_md5
     assert f"{archive} is corrupt (md5 {calculate_md5(archive)}, expected {expected})" in message
 
@@ -147,4 +142,4 @@ def test_corrupt_extracted_files_are_reported(tmp_path, monkeypatch):
     (downloads / "cifar-10-batches-py" / "batches.meta").write_bytes(b"garbage")  # not re-checked on extract
     with pytest.raises(ClipprobeError) as excinfo:
         prepare_cifar("cifar10", downloads, tmp_path / "data", val_per_class=1, seed=0)
-    assert f"delete {downloads / 'cifar-10-batches-py'}/ and rerun" in one_line_error(excinfo)
+    assert f"delete {downloads / 'cifar-10-batches-py'}/ and rerun" in one_line(excinfo)

@@ -8,6 +8,7 @@ import huggingface_hub
 import open_clip
 import pytest
 import torch
+from asserts import one_line
 from open_clip.transformer import QuickGELU
 
 import clipprobe.models
@@ -190,7 +191,7 @@ def test_checkpoint_of_another_arch_or_garbage_is_an_error(tmp_path):
         expected = f"{name} is not a loadable clipprobe-tiny-rn checkpoint"
         with pytest.raises(ClipprobeError, match=expected) as err:
             create_clip("clipprobe-tiny-rn", str(tmp_path / name))
-        assert "\n" not in str(err.value)
+        one_line(err)
 
 
 def test_load_clip_names_the_missing_file(tmp_path):

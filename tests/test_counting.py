@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from asserts import one_line
 from open_clip.modified_resnet import ModifiedResNet
 from PIL import Image
 from torchvision.datasets import CLEVRClassification
@@ -28,7 +29,7 @@ from clipprobe.data.store import load_meta, load_split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features import embed_images, preprocess_uint8
 from clipprobe.models.clip import create_clip, mean_std, save_clip
-from clipprobe.models.tower import FrozenTower, has_attnpool_map
+from clipprobe.models.tower import FrozenTower, has_attnpool_map, tower_clip
 from clipprobe.params import load_params
 from clipprobe.probes.counting import (
     QUADRANTS,
@@ -180,6 +181,17 @@ def test_vit_towers_have_no_prepool_map():
     model, _ = create_clip("clipprobe-tiny-vit", "scratch")
     with pytest.raises(ClipprobeError, match="VisionTransformer tower has no attention pool"):
         FrozenTower(model)
+
+
+@pytest.mark.parametrize("group", ["counting", "vqvae", "segment"])
+def test_null_tower_arch_over_a_vit_clip_is_one_line_naming_the_group(group):
+    params = load_params(ROOT / "params.yaml")
+    vit_params = params.model_copy(
+        update={"clip": params.clip.model_copy(update={"arch": "clipprobe-tiny-vit"})}
+    )
+    with pytest.raises(ClipprobeError) as info:
+        tower_clip(vit_params, group, clip_dir="no-such-dir", device=torch.device("cpu"))
+    assert one_line(info).startswith(f"{group}.arch: null reads the clip stage's clipprobe-tiny-vit")
 
 
 # ---------------------------------------------------------------------------------------------- the stage

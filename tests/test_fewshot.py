@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from asserts import one_line
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FEWSHOT_INITS, FewshotParams, load_params, parse_params
@@ -179,16 +180,14 @@ def test_bad_shots_is_one_line_naming_shots(default_raw, value):
     raw["shots"] = value
     with pytest.raises(ClipprobeError) as info:
         parse_params(raw)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith("params.yaml: shots") and "positive integer" in message
+    message = one_line(info)
+    assert message.startswith("params.yaml: shots") and "positive integer" in message
 
 
 def test_more_shots_than_the_smallest_class_is_one_line(features):
     with pytest.raises(ClipprobeError) as info:
         _sweep(features, (1, 13))  # 12 train images per class
-    message = str(info.value)
-    assert "\n" not in message
-    assert message == (
+    assert one_line(info) == (
         "shots: each shot count must be between 1 and 12, the train images of the smallest class (class 0) (got 13)"
     )
 

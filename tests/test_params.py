@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from asserts import one_line
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import load_params, parse_params
@@ -38,9 +39,7 @@ def test_paper_preset_selects_the_report_setting():
 def _error_for(raw: dict) -> str:
     with pytest.raises(ClipprobeError) as info:
         parse_params(raw)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+    return one_line(info)
 
 
 def _edit(raw: dict, dotted: str, value) -> dict:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from asserts import one_line
 from fakes import PETS_BREEDS, pets_pixel, write_fake_pets
 from torchvision.datasets import OxfordIIITPet
 from torchvision.models import VGG11_Weights
@@ -35,12 +36,6 @@ from clipprobe.runtime import load_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-
-
-def one_line(excinfo) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import open_clip
@@ -24,6 +25,9 @@ from clipprobe.errors import ClipprobeError
 from clipprobe.features import preprocess_uint8
 from clipprobe.models.clip import Tokenizer, create_clip, load_clip, mean_std
 from clipprobe.runtime import show_progress
+
+if TYPE_CHECKING:  # params.py imports this module to validate arch names
+    from clipprobe.params import Params
 
 LAYERS = (1, 2, 3, 4)  # residual stages whose output map can be read; 4 is the attention pool's input
 
@@ -90,29 +94,26 @@ class FrozenTower(nn.Module):
 
 
 def tower_clip(
-    arch: str | None,
-    pretrained: str | None,
+    params: Params,
+    group: Literal["counting", "vqvae", "segment"],
     *,
-    group: str,
-    clip_arch: str,
     clip_dir: str | Path,
-    downloads: str | Path,
     device: torch.device,
 ) -> tuple[open_clip.CLIP, Tokenizer]:
-    """The CLIP (and tokenizer) whose ResNet tower a stage reads: the clip stage's model or `arch`/`pretrained`.
-
-    `group` names the params group (counting, vqvae, segment) in the error when the clip stage's model is a
-    ViT, which has no attention-pool map.
-    """
-    if arch is None:
-        if not has_attnpool_map(clip_arch):
+    """The CLIP (and tokenizer) whose ResNet tower the `group` stage reads: its `arch`/`pretrained`, or, when
+    `arch` is null, the clip stage's model saved in `clip_dir`."""
+    choice = getattr(params, group)
+    if choice.arch is None:
+        if not has_attnpool_map(params.clip.arch):
             raise ClipprobeError(
-                f"{group}.arch: null reads the clip stage's {clip_arch}, which has no attention-pool map; "
+                f"{group}.arch: null reads the clip stage's {params.clip.arch}, which has no attention-pool map; "
                 f"set {group}.arch to a ResNet CLIP (RN50) and {group}.pretrained to its tag"
             )
         model, tokenizer, _ = load_clip(clip_dir, device=device)
         return model, tokenizer
-    model, tokenizer = create_clip(arch, pretrained, cache_dir=Path(downloads) / "open_clip")
+    model, tokenizer = create_clip(
+        choice.arch, choice.pretrained, cache_dir=Path(params.data.downloads) / "open_clip"
+    )
     return model.to(device), tokenizer
 
 
