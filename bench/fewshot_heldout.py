@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from clipprobe.data.shapes import generate_shapes
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images
+from clipprobe.features import embed_images, load_features
 from clipprobe.models.clip import load_clip
 from clipprobe.params import load_params
-from clipprobe.probes.fewshot import summarize, sweep_cached_features
+from clipprobe.probes.fewshot import summarize, sweep_features
 from clipprobe.runtime import resolve_device
 
 HELDOUT_STREAM = 1000  # seed purpose of the held-out set; the pipeline's splits use 0-3 (shapes.split_seed)
@@ -59,7 +58,8 @@ def main() -> None:
     model, _, _ = load_clip(args.model, device=device)
     image = embed_images(model, heldout.images, device=device, batch_size=params.embed.batch_size)["image"]
     test = {"image": image, "labels": torch.from_numpy(heldout.labels)}
-    sweep = sweep_cached_features(params, Path(args.features), device, test=test, shots=args.shots)
+    splits, text = load_features(args.features)
+    sweep = sweep_features(params, splits, text, device, test=test, shots=args.shots)
     metrics = summarize(sweep)
     print(
         f"{args.n} held-out images ({time.perf_counter() - start:.0f} s): zero-shot "

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from clipprobe.probes import LinearModel
+from clipprobe.probes.linear import LinearModel
 from clipprobe.probes.logreg import fit_logreg, objective, search_C
 from clipprobe.probes.zeroshot import accuracy
 from clipprobe.runtime import resolve_device

@@ -1,24 +1,22 @@
 """clip stage: fetch pretrained open_clip weights, or pretrain the tiny CLIP from scratch on shapes captions."""
 
-from pathlib import Path
-
+from clipprobe import paths
 from clipprobe.data.store import load_split
+from clipprobe.io import write_csv
 from clipprobe.models.clip import create_clip, save_clip
 from clipprobe.models.pretrain import PretrainConfig, pretrain_clip
 from clipprobe.params import load_params
-from clipprobe.runtime import resolve_device, run_stage, seed_everything, show_progress, write_csv
-
-OUT = Path("models/clip")
-LOSS_CSV = Path("plots/clip_pretrain.csv")
+from clipprobe.runtime import resolve_device, seed_everything, show_progress
+from clipprobe.stage import run_stage
 
 
-def clip() -> None:
+def main() -> None:
     params = load_params()
     seed_everything(params.seed)
     cfg = params.clip
     device = resolve_device(params.device)
     model, tokenizer = create_clip(
-        cfg.arch, cfg.pretrained, cache_dir=Path(params.data.downloads) / "open_clip"
+        cfg.arch, cfg.pretrained, cache_dir=paths.open_clip_cache(params.data.downloads)
     )
     rows = []
     if cfg.pretrained == "scratch":
@@ -36,10 +34,9 @@ def clip() -> None:
         )
         print(f"pretrained {cfg.pretrain.steps} steps: loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}")
     # Written even when empty, so the plots and report have a stable input for every profile.
-    write_csv(LOSS_CSV, rows, columns=["step", "loss", "logit_scale", "lr"])
-    save_clip(model.cpu(), cfg.arch, cfg.pretrained, OUT)
-    print(f"wrote {OUT}")
+    write_csv(paths.PRETRAIN_CURVE, rows, columns=["step", "loss", "logit_scale", "lr"])
+    save_clip(model.cpu(), cfg.arch, cfg.pretrained, paths.CLIP)
 
 
 if __name__ == "__main__":
-    run_stage(clip)
+    run_stage("clip", main)

@@ -7,19 +7,21 @@ from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.params import load_params
-from clipprobe.runtime import run_stage, seed_everything
+from clipprobe.runtime import seed_everything
+from clipprobe.stage import run_stage
 
 
-def data() -> None:
+def main() -> None:
     params = load_params()
     seed_everything(params.seed)
     cfg = params.data
+    root, downloads = Path(cfg.root), Path(cfg.downloads)
     # The shapes world is needed by any task that selects it, and always for pretraining a CLIP from scratch.
     tasks = (cfg.classification, cfg.counting, cfg.vqvae, cfg.segment)
     if "shapes" in tasks or params.clip.pretrained == "scratch":
         shapes = cfg.shapes
-        path = generate_shapes_dataset(
-            cfg.root,
+        generate_shapes_dataset(
+            root,
             image_size=shapes.image_size,
             sizes={
                 "pretrain": shapes.n_pretrain,
@@ -33,25 +35,15 @@ def data() -> None:
             max_objects=shapes.max_objects,
             workers=cfg.workers,
         )
-        print(f"wrote {path}")
     for name in sorted({cfg.classification, cfg.vqvae} & {"cifar10", "cifar100"}):
-        path = prepare_cifar(
-            name,
-            cfg.downloads,
-            cfg.root,
-            val_per_class=cfg.cifar.val_per_class,
-            seed=params.seed,
-        )
-        print(f"wrote {path}")
+        prepare_cifar(name, downloads, root, val_per_class=cfg.cifar.val_per_class, seed=params.seed)
     if cfg.counting == "clevr":
         clevr = cfg.clevr
         sizes = {"train": clevr.n_train, "val": clevr.n_val, "test": clevr.n_test}
-        path = prepare_clevr(Path(cfg.downloads), Path(cfg.root), sizes, clevr.image_size, seed=params.seed)
-        print(f"wrote {path}")
+        prepare_clevr(downloads, root, sizes, clevr.image_size, seed=params.seed)
     if cfg.segment == "pets":
-        path = prepare_pets(Path(cfg.downloads), Path(cfg.root), cfg.pets.image_size, cfg.pets.border)
-        print(f"wrote {path}")
+        prepare_pets(downloads, root, cfg.pets.image_size, cfg.pets.border)
 
 
 if __name__ == "__main__":
-    run_stage(data)
+    run_stage("data", main)

@@ -1,30 +1,22 @@
 """report stage: render the PNG figures and reports/report.md from metrics/ and plots/."""
 
-from pathlib import Path
-
+from clipprobe import paths
+from clipprobe.io import atomic_write
 from clipprobe.params import load_params
 from clipprobe.report import counting, fewshot, figures, pretrain, probe, segment, vqvae
 from clipprobe.report.markdown import render_report
-from clipprobe.runtime import run_stage
+from clipprobe.stage import run_stage
 
-OUT = Path("reports")
-SECTIONS = (
-    pretrain,
-    probe,
-    fewshot,
-    counting,
-    vqvae,
-    segment,
-)  # one module per experiment, each with render(params, out_dir) -> markdown
+SECTIONS = (pretrain, probe, fewshot, counting, vqvae, segment)  # each: render(params, out_dir) -> markdown
 
 
-def report() -> None:
+def main() -> None:
     params = load_params()
     figures.set_style()
-    sections = [section.render(params, OUT) for section in SECTIONS]
-    (OUT / "report.md").write_text(render_report(params, sections))
-    print(f"wrote {OUT / 'report.md'}")
+    sections = [section.render(params, paths.REPORTS) for section in SECTIONS]
+    text = render_report(params, sections)
+    atomic_write(paths.REPORTS / "report.md", lambda tmp: tmp.write_text(text))
 
 
 if __name__ == "__main__":
-    run_stage(report)
+    run_stage("report", main)

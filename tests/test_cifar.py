@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from asserts import one_line
 from fakes import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -19,6 +18,7 @@ from fakes import (
     fake_images,
     write_fake_cifar,
 )
+from helpers import one_line
 from torchvision.datasets.utils import calculate_md5
 
 from clipprobe.data.cifar import CIFAR_DATASETS, holdout_val, prepare_cifar

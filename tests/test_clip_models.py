@@ -1,6 +1,5 @@
 """open_clip models by (arch, pretrained): tiny configs, tag / checkpoint-file routes, save/load, offline errors."""
 
-import importlib
 import json
 from pathlib import Path
 
@@ -8,12 +7,10 @@ import huggingface_hub
 import open_clip
 import pytest
 import torch
-from asserts import one_line
+from helpers import one_line
 from open_clip.transformer import QuickGELU
 
-import clipprobe.models
 from clipprobe.errors import ClipprobeError
-from clipprobe.models import CONFIG_DIR, TINY_ARCHS
 from clipprobe.models.clip import (
     TINY_MEAN,
     TINY_STD,
@@ -23,7 +20,8 @@ from clipprobe.models.clip import (
     mean_std,
     save_clip,
 )
-from clipprobe.runtime import run_stage
+from clipprobe.models.registry import TINY_ARCHS, has_attnpool_map, list_archs
+from clipprobe.stage import run_stage
 
 CAPTIONS = ["a large red circle", "two small blue squares and a green star"]
 
@@ -69,11 +67,12 @@ def _scratch(arch: str = "clipprobe-tiny-rn", seed: int = 0):
     return create_clip(arch, "scratch")
 
 
-def test_tiny_configs_registered_once():
-    importlib.reload(clipprobe.models)
+def test_torch_free_registry_lists_exactly_what_open_clip_builds():
     assert set(TINY_ARCHS) == {"clipprobe-tiny-rn", "clipprobe-tiny-vit"}
-    assert set(TINY_ARCHS) <= set(open_clip.list_models())
-    assert open_clip.factory._MODEL_CONFIG_PATHS.count(CONFIG_DIR) == 1
+    assert list_archs() == sorted(open_clip.list_models())  # the tiny configs are registered by models.clip
+    resnets = {arch for arch in list_archs() if has_attnpool_map(arch)}
+    assert {"RN50", "RN101", "clipprobe-tiny-rn"} <= resnets
+    assert not resnets & {"ViT-B-32", "clipprobe-tiny-vit", "convnext_base"}
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -98,13 +97,6 @@ def test_tiny_rn_has_attnpool_and_a_512_channel_layer4_map():
         fmap = visual.layer4(x)  # (B, C, H/32, W/32) pre-attnpool
     assert fmap.shape == (3, 512, 2, 2)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(8.10e6, rel=0.01)  # the prototype's
-
-
-@pytest.mark.parametrize(("arch", "context"), [("ViT-B-32", 77), ("RN50", 77), ("clipprobe-tiny-rn", 32)])
-def test_tokenizers_are_the_bundled_bpe(offline, arch, context):
-    tokens = open_clip.get_tokenizer(arch)(CAPTIONS)
-    assert tokens.shape == (2, context)
-    assert torch.equal(tokens[:, :10], open_clip.tokenize(CAPTIONS)[:, :10])  # same BPE, same ids
 
 
 def test_checkpoint_file_route_gives_identical_outputs(tmp_path):
@@ -158,7 +150,7 @@ def test_cached_tag_loads_offline_and_keeps_quick_gelu_through_save_load(offline
 
 def test_uncached_tag_offline_is_one_line_naming_the_file(offline, tmp_path, capfd):
     with pytest.raises(SystemExit) as exit_info:
-        run_stage(lambda: create_clip("ViT-B-32", "openai", cache_dir=tmp_path / "cache"))
+        run_stage("clip", lambda: create_clip("ViT-B-32", "openai", cache_dir=tmp_path / "cache"))
     assert exit_info.value.code == 2
     lines = capfd.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
@@ -173,7 +165,11 @@ def test_uncached_tag_offline_is_one_line_naming_the_file(offline, tmp_path, cap
     ("arch", "pretrained", "expected"),
     [
         ("ViT-Z-99", "scratch", "clip.arch: unknown arch 'ViT-Z-99'; use one of clipprobe-tiny-rn"),
-        ("RN50", "laion400m", "allowed: scratch, openai, yfcc15m, cc12m, a checkpoint file path"),
+        (
+            "RN50",
+            "laion-nonsense",
+            "clip.pretrained: 'laion-nonsense' is not a tag of RN50; allowed: scratch, ",
+        ),
         ("clipprobe-tiny-rn", "openai", "'openai' is not a tag of clipprobe-tiny-rn; allowed: scratch, a"),
         ("RN50", "missing/rn50.pt", "checkpoint file missing/rn50.pt not found"),
     ],
@@ -181,6 +177,11 @@ def test_uncached_tag_offline_is_one_line_naming_the_file(offline, tmp_path, cap
 def test_bad_arch_or_pretrained(offline, arch, pretrained, expected):
     with pytest.raises(ClipprobeError, match=expected.replace("(", r"\(")):
         create_clip(arch, pretrained)
+
+
+def test_errors_name_the_group_the_choice_came_from(offline):
+    with pytest.raises(ClipprobeError, match=r"^tower\.pretrained: 'nope' is not a tag of RN50"):
+        create_clip("RN50", "nope", key="tower")
 
 
 def test_checkpoint_of_another_arch_or_garbage_is_an_error(tmp_path):

@@ -1,5 +1,6 @@
 """Counting and position probes: labels on hand-placed scenes, the frozen pre-pool tower, the stage end to end."""
 
+import copy
 import hashlib
 import io
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from asserts import one_line
+from helpers import one_line
 from open_clip.modified_resnet import ModifiedResNet
 from PIL import Image
 from torchvision.datasets import CLEVRClassification
@@ -27,10 +28,12 @@ from clipprobe.data.shapes import (
 )
 from clipprobe.data.store import load_meta, load_split
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images, preprocess_uint8
+from clipprobe.features import embed_images
 from clipprobe.models.clip import create_clip, mean_std, save_clip
-from clipprobe.models.tower import FrozenTower, has_attnpool_map, tower_clip
+from clipprobe.models.registry import has_attnpool_map
+from clipprobe.models.tower import FrozenTower, tower_clip
 from clipprobe.params import load_params
+from clipprobe.preprocess import preprocess_uint8
 from clipprobe.probes.counting import (
     QUADRANTS,
     count_phrase,
@@ -42,13 +45,6 @@ from clipprobe.probes.counting import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model, tokenizer = create_clip("clipprobe-tiny-rn", "scratch")
-    return model, tokenizer
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -121,8 +117,8 @@ def test_count_phrases_and_unseen_counts():
 # ---------------------------------------------------------------------------------------------- the tower
 
 
-def test_attnpool_on_the_prepool_map_reproduces_encode_image(tiny):
-    model, _ = tiny
+def test_attnpool_on_the_prepool_map_reproduces_encode_image(tiny_clip):
+    model, _ = tiny_clip
     tower = FrozenTower(model)
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     fmap = tower(x)
@@ -131,8 +127,8 @@ def test_attnpool_on_the_prepool_map_reproduces_encode_image(tiny):
         assert torch.equal(tower.pool(fmap), model.encode_image(x))
 
 
-def test_tower_features_match_the_embedding_stage(tiny):
-    model, _ = tiny
+def test_tower_features_match_the_embedding_stage(tiny_clip):
+    model, _ = tiny_clip
     images = generate_shapes(20, 64, seed=1, caption_mix=DEFAULT_CAPTION_MIX, workers=1).images
     mean, std = mean_std(model)
     feats = tower_features(
@@ -148,8 +144,8 @@ def test_tower_features_match_the_embedding_stage(tiny):
         )
 
 
-def test_tower_stays_frozen_inside_a_training_module(tiny):
-    model, _ = tiny
+def test_tower_stays_frozen_inside_a_training_module(tiny_clip):
+    model, _ = tiny_clip
     tower = FrozenTower(model)
     before = {k: v.clone() for k, v in tower.state_dict().items()}
     head = torch.nn.Conv2d(tower.out_channels, 4, 1)
@@ -183,23 +179,20 @@ def test_vit_towers_have_no_prepool_map():
         FrozenTower(model)
 
 
-@pytest.mark.parametrize("group", ["counting", "vqvae", "segment"])
-def test_null_tower_arch_over_a_vit_clip_is_one_line_naming_the_group(group):
-    params = load_params(ROOT / "params.yaml")
-    vit_params = params.model_copy(
-        update={"clip": params.clip.model_copy(update={"arch": "clipprobe-tiny-vit"})}
-    )
+def test_null_tower_arch_over_a_vit_clip_is_one_line_naming_the_key(tmp_path):
+    model, _ = create_clip("clipprobe-tiny-vit", "scratch")
+    save_clip(model, "clipprobe-tiny-vit", "scratch", tmp_path / "clip")
     with pytest.raises(ClipprobeError) as info:
-        tower_clip(vit_params, group, clip_dir="no-such-dir", device=torch.device("cpu"))
-    assert one_line(info).startswith(f"{group}.arch: null reads the clip stage's clipprobe-tiny-vit")
+        tower_clip(None, None, clip_dir=tmp_path / "clip", cache_dir=tmp_path, device=torch.device("cpu"))
+    assert one_line(info).startswith("tower.arch: null reads the clip stage's clipprobe-tiny-vit")
 
 
 # ---------------------------------------------------------------------------------------------- the stage
 
 
-def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny):
-    model, _ = tiny
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny_clip, default_raw):
+    model, _ = tiny_clip
+    raw = copy.deepcopy(default_raw)
     raw["device"] = "cpu"
     raw["counting"].update({"Cs": [0.1, 10.0], "max_iter": 10, "batch_size": 64})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -207,7 +200,7 @@ def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny):
     generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)
     save_clip(model, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(ROOT / "stages/counting.py"))["counting"]()
+    runpy.run_path(str(ROOT / "stages/counting.py"))["main"]()
 
     metrics = json.loads((tmp_path / "metrics/counting.json").read_text())
     assert set(metrics) == {"count", "position"}

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images, embed_texts, preprocess_uint8
-from clipprobe.models.clip import create_clip
+from clipprobe.features import embed_images, embed_texts
+from clipprobe.preprocess import preprocess_uint8
 from clipprobe.templates import TEMPLATES, get_templates
 
 CPU = torch.device("cpu")
@@ -24,10 +24,8 @@ def vit():
 
 
 @pytest.fixture(scope="module")
-def tiny_rn():
-    torch.manual_seed(0)
-    model, tokenizer = create_clip("clipprobe-tiny-rn", "scratch")  # ModifiedResNet, 64 px
-    return model, tokenizer
+def tiny_rn(tiny_clip):
+    return tiny_clip  # ModifiedResNet, 64 px
 
 
 def _images(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:

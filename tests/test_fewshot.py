@@ -12,21 +12,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from asserts import one_line
+from helpers import one_line
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.params import FEWSHOT_INITS, FewshotParams, load_params, parse_params
+from clipprobe.params import FewshotParams, load_params, parse_params
 from clipprobe.probes import fewshot
 from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
-from clipprobe.probes.fewshot_methods import TRAINED, LinearHead, Prior
+from clipprobe.probes.fewshot_methods import Prior, ZeroshotHead
+from clipprobe.probes.fewshot_registry import METHODS, method_class
 from clipprobe.probes.fewshot_support import make_task
 from clipprobe.probes.fewshot_train import Trace, head_hits, train_heads
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 N_CLASSES, DIM, SCALE = 6, 16, 30.0
+FEWSHOT_INITS = list(METHODS)
 CFG = FewshotParams(
-    inits=list(FEWSHOT_INITS),
+    inits=FEWSHOT_INITS,
     draws=3,
     epochs=20,
     eval_every=5,
@@ -38,13 +41,8 @@ CFG = FewshotParams(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: a second intra-op thread only adds synchronisation (10x slower on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _cfg(**recipes) -> FewshotParams:
+    return CFG.model_copy(update={k: getattr(CFG, k).model_copy(update=v) for k, v in recipes.items()})
 
 
 def _split(n_per_class: int, generator: torch.Generator, means: torch.Tensor) -> dict:
@@ -98,7 +96,9 @@ def test_zeroshot_head_logits_equal_zeroshot_logits_bit_for_bit(features):
     x = F.normalize(features["test"]["image"], dim=-1)
     weights = zeroshot_weights(features["text"])
     task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 4, seed=0)
-    head = LinearHead(Prior(weights, SCALE, torch.ones(N_CLASSES)), "zeroshot", lr=0.01, weight_decay=0.0)
+    head = ZeroshotHead(
+        Prior(weights, SCALE, torch.ones(N_CLASSES)), _cfg(linear={"lr": 0.01, "weight_decay": 0.0})
+    )
     state = head.init(task, torch.Generator())
     logits = head.logits(state, x)  # (H, N, C)
     assert torch.equal(logits[1], zeroshot_logits(features["test"]["image"], weights, SCALE))
@@ -160,11 +160,6 @@ def test_scalar_shots_reproduce_that_shot_count_of_the_list_sweep(features, swee
         assert torch.equal(alone.results[4][name].acc, sweep.results[4][name].acc), name
 
 
-@pytest.fixture(scope="module")
-def default_raw() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
 @pytest.mark.parametrize(
     ("value", "expected"), [(4, (4,)), ([16, 1, 4, 2, 8], (1, 2, 4, 8, 16)), ([2, 2], (2,))]
 )
@@ -198,7 +193,7 @@ def test_batched_heads_train_exactly_like_single_heads(features):
     prior = Prior(weights, SCALE, torch.ones(N_CLASSES))
     task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 3, 2, seed=1)
     test_x, test_y = _xy(features, "test")
-    method = LinearHead(prior, "zeroshot", lr=0.05, weight_decay=0.0)
+    method = ZeroshotHead(prior, _cfg(linear={"lr": 0.05, "weight_decay": 0.0}))
     batched = train_heads(method, task, test_x, test_y, epochs=10, eval_every=5, generator=torch.Generator())
     for h in range(3):
         alone = train_heads(
@@ -212,7 +207,9 @@ def test_batched_heads_train_exactly_like_single_heads(features):
 def test_tip_with_zero_cache_weight_is_the_zeroshot_classifier(features):
     weights = zeroshot_weights(features["text"])
     task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 2, seed=0)
-    tip = TipAdapter(Prior(weights, SCALE, torch.ones(N_CLASSES)), alphas=[0.0], betas=[1.0])
+    tip = TipAdapter(
+        Prior(weights, SCALE, torch.ones(N_CLASSES)), _cfg(tip={"alphas": [0.0], "betas": [1.0]})
+    )
     result = tip.run(task, *_xy(features, "test"))
     assert torch.equal(result.acc, torch.full((2,), _zeroshot_acc(features), dtype=torch.float64))
 
@@ -221,7 +218,7 @@ def test_gda_at_one_shot_is_the_zeroshot_classifier(features):
     """One image per class has no within-class scatter: the covariance is 0, W = 0, only zero-shot remains."""
     weights = zeroshot_weights(features["text"])
     task = make_task(1, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 2, seed=0)
-    gda = GaussianDiscriminant(Prior(weights, SCALE, torch.ones(N_CLASSES)), alphas=[1.0])
+    gda = GaussianDiscriminant(Prior(weights, SCALE, torch.ones(N_CLASSES)), _cfg(gda={"alphas": [1.0]}))
     weight, _ = gda.fit(task)
     assert torch.equal(weight, torch.zeros_like(weight))
     result = gda.run(task, *_xy(features, "test"))
@@ -232,7 +229,9 @@ def test_gda_is_linear_discriminant_analysis(features):
     """With a large weight GDA is LDA: its weights solve Sigma W^T = mu^T with the KS-shrunk covariance."""
     weights = zeroshot_weights(features["text"])
     task = make_task(4, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 1, 2, seed=0)
-    weight, bias = GaussianDiscriminant(Prior(weights, SCALE, torch.ones(N_CLASSES)), alphas=[1.0]).fit(task)
+    weight, bias = GaussianDiscriminant(
+        Prior(weights, SCALE, torch.ones(N_CLASSES)), _cfg(gda={"alphas": [1.0]})
+    ).fit(task)
     x, y = task.support[0].double(), task.support_labels
     means = torch.stack([x[y == c].mean(dim=0) for c in range(N_CLASSES)])
     scatter = sum((x[y == c] - means[c]).T @ (x[y == c] - means[c]) for c in range(N_CLASSES))
@@ -315,8 +314,8 @@ def test_class_mean_classifier_is_nearest_normalised_train_mean(features):
     assert torch.equal(hits, (test_x @ means.T).argmax(dim=-1) == test_y) and hits.float().mean() > 0.5
 
 
-def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features, default_raw):
+    raw = copy.deepcopy(default_raw)
     raw.update(shots=2, device="cpu", fewshot=CFG.model_dump())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "features").mkdir()
@@ -359,8 +358,12 @@ def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features):
     assert section.startswith("## Few-shot") and "| 2 |" in section
 
 
-def test_every_init_in_params_has_a_method():
-    assert sorted([*TRAINED, *fewshot.CLOSED_FORM]) == sorted(FEWSHOT_INITS)
+def test_every_registered_method_is_implemented_with_the_shared_constructor():
+    weights = zeroshot_weights(torch.randn(1, N_CLASSES, DIM))
+    for name in METHODS:
+        method = method_class(name)(Prior(weights, SCALE, torch.ones(N_CLASSES)), CFG)
+        trained = all(hasattr(method, attr) for attr in ("init", "logits", "penalty", "optimizer", "select"))
+        assert trained != hasattr(method, "run"), name
 
 
 def test_head_hits_match_argmax_and_count_ties_as_misses():

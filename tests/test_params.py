@@ -1,39 +1,96 @@
-"""params.yaml validation: the shipped profiles pass; every kind of bad input is one line naming the key."""
+"""params.yaml: composed from conf/, the profiles validate, and every kind of bad input is one line naming the key."""
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from asserts import one_line
+from helpers import edited, one_line
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import load_params, parse_params
+from clipprobe.profiles import HEADER, compose
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# The paper profile's values before profiles were composed (presets/paper.yaml, a full copy of params.yaml).
+PAPER = {
+    "data.classification": "cifar100",
+    "data.counting": "clevr",
+    "data.vqvae": "cifar10",
+    "data.segment": "pets",
+    "clip.arch": "ViT-B-32",
+    "clip.pretrained": "openai",
+    "embed.batch_size": 1024,
+    "embed.ensemble": "cifar",
+    "tower.arch": "RN50",
+    "tower.pretrained": "openai",
+    "tower.size": 224,
+    "counting.count_templates": [
+        "a photo of {}.",
+        "a rendering of {}.",
+        "an image of {}.",
+        "a 3d render of {}.",
+    ],
+    "counting.count_nouns": ["object", "objects"],
+    "counting.number_words": False,
+    "counting.position_templates": ["a photo of an object in the {}."],
+    "counting.prepool_grid": 3,
+    "counting.Cs": [0.001, 0.01, 0.1, 1.0, 10.0, 100.0],
+    "counting.max_iter": 1000,
+    "counting.batch_size": 256,
+    "vqvae.n_train": 49500,
+    "vqvae.n_test": 10000,
+    "vqvae.epochs": 50,
+    "vqvae.batch_size": 128,
+    "vqvae.lr": 0.0002,
+    "vqvae.hidden": 128,
+    "vqvae.code_dim": 128,
+    "vqvae.codebook_size": 768,
+    "segment.n_train": 3312,
+    "segment.n_val": 368,
+    "segment.n_test": 3669,
+    "segment.epochs": 10,
+    "segment.lr": 0.0001,
+    "segment.unet_encoders": ["imagenet", "scratch"],
+    "segment.unet_width_div": 1,
+    "fewshot.draws": 20,
+}
 
 
-@pytest.fixture(scope="module")
-def default_raw() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+def _composed(*overrides: str) -> dict:
+    return yaml.safe_load(compose(overrides, conf_dir=CONF))
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "presets/paper.yaml"])
-def test_shipped_profiles_validate(path):
-    params = load_params(ROOT / path)
-    assert params.seed >= 0
+def test_committed_params_yaml_is_the_default_composition():
+    assert (ROOT / "params.yaml").read_text() == HEADER + compose([], conf_dir=CONF)
 
 
-def test_paper_preset_selects_the_report_setting():
-    params = load_params(ROOT / "presets/paper.yaml")
-    assert (params.data.classification, params.clip.arch, params.clip.pretrained) == (
+def test_paper_profile_is_the_default_plus_its_overrides_and_validates(default_raw):
+    paper = _composed("profile=paper")
+    expected = {**default_raw, "profile": "paper"}
+    for key, value in PAPER.items():
+        expected = edited(expected, key, value)
+    assert paper == expected
+    params = parse_params(paper)
+    assert (params.data.classification, params.clip.arch, params.tower.arch) == (
         "cifar100",
         "ViT-B-32",
-        "openai",
+        "RN50",
     )
-    assert params.embed.ensemble == "cifar"
+
+
+def test_paper_profile_states_only_what_differs():
+    overrides = (CONF / "profile" / "paper.yaml").read_text().splitlines()
+    assert len(overrides) <= 60
+    assert yaml.safe_load("\n".join(overrides))["profile"] == "paper"
+
+
+def test_overrides_compose_like_dvc_exp_run_set_param():
+    assert _composed("shots=4")["shots"] == 4
+    assert _composed("profile=paper", "fewshot.draws=3")["fewshot"]["draws"] == 3
 
 
 def _error_for(raw: dict) -> str:
@@ -42,60 +99,111 @@ def _error_for(raw: dict) -> str:
     return one_line(info)
 
 
-def _edit(raw: dict, dotted: str, value) -> dict:
-    raw = copy.deepcopy(raw)
-    *parents, leaf = dotted.split(".")
-    node = raw
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
-    return raw
-
-
+# Every union-typed key (probe.C, shots, tower.arch, tower.pretrained) and a sample of the rest, exactly.
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
+        ("probe.C", -1, "probe.C: must be a positive number or 'auto' (got -1)"),
+        ("probe.C", "best", "probe.C: must be a positive number or 'auto' (got 'best')"),
+        ("probe.C", float("inf"), "probe.C: must be a positive number or 'auto' (got inf)"),
+        (
+            "shots",
+            0,
+            "shots: must be support images per class: a positive integer or a non-empty list of them (got 0)",
+        ),
+        (
+            "shots",
+            [],
+            "shots: must be support images per class: a positive integer or a non-empty list of them (got [])",
+        ),
+        (
+            "shots",
+            [1, "2"],
+            "shots: must be support images per class: a positive integer or a non-empty list of them (got [1, '2'])",
+        ),
+        (
+            "tower.arch",
+            "ViT-B-32",
+            "tower.arch: must be null or a ResNet CLIP such as RN50, with an attention-pool map (got 'ViT-B-32')",
+        ),
+        ("tower.arch", 5, "tower.arch: must be a string (got 5)"),
+        (
+            "tower.pretrained",
+            "openai",
+            "tower.pretrained: must be null exactly when tower.arch is null, else a tag or checkpoint path (got 'openai')",
+        ),
+        ("tower.pretrained", 3, "tower.pretrained: must be a string (got 3)"),
         ("probe.Cx", 1.0, "probe.Cx: unknown key; allowed here: features, C, max_iter"),
-        ("clip.pretrain.steps", "many", "clip.pretrain.steps: Input should be a valid integer"),
+        ("clip.pretrain.steps", "many", "clip.pretrain.steps: must be an integer (got 'many')"),
+        ("clip.pretrain.lr", float("inf"), "clip.pretrain.lr: must be a finite number (got inf)"),
         (
             "data.classification",
             "imagenet",
-            "data.classification: Input should be 'shapes', 'cifar100' or 'cifar10'",
+            "data.classification: must be 'shapes', 'cifar100' or 'cifar10' (got 'imagenet')",
         ),
-        ("clip.arch", "ResNet-9000", "clip.arch: unknown arch 'ResNet-9000'"),
-        ("data.shapes.n_train", -5, "data.shapes.n_train: Input should be greater than 0 (got -5)"),
-        ("probe.C", -1.0, "probe.C"),
-        ("probe.C", "best", "probe.C"),
-        ("clip.pretrained", "laion-nonsense", "clip: pretrained 'laion-nonsense' is not available for"),
-        ("data.shapes.max_objects", 9, "data.shapes.max_objects: Input should be less than or equal to 3"),
+        (
+            "clip.arch",
+            "ResNet-9000",
+            "clip.arch: must be one of clipprobe-tiny-rn, clipprobe-tiny-vit or an open_clip model name (got 'ResNet-9000')",
+        ),
+        ("data.shapes.n_train", -5, "data.shapes.n_train: must be > 0 (got -5)"),
+        ("data.shapes.max_objects", 9, "data.shapes.max_objects: must be <= 3 (got 9)"),
+        ("seed", 2**32, "seed: must be <= 4294967295 (got 4294967296)"),
+        (
+            "fewshot.inits",
+            ["random", "magic"],
+            "fewshot.inits: each of random, zeroshot, clap, lpp, tip, gda at most once (unknown method 'magic')",
+        ),
+        (
+            "fewshot.inits",
+            ["random", "random"],
+            "fewshot.inits: each of random, zeroshot, clap, lpp, tip, gda at most once (a method listed twice)",
+        ),
     ],
 )
 def test_bad_value_is_one_line_naming_the_key(default_raw, key, value, expected):
-    assert expected in _error_for(_edit(default_raw, key, value))
+    assert _error_for(edited(default_raw, key, value)) == f"params.yaml: {expected}"
 
 
 def test_missing_key_is_named(default_raw):
-    raw = copy.deepcopy(default_raw)
+    raw = edited(default_raw, "embed", dict(default_raw["embed"]))
     del raw["embed"]["batch_size"]
     assert _error_for(raw) == "params.yaml: embed.batch_size: required key is missing"
 
 
 def test_caption_mix_must_sum_to_one(default_raw):
-    message = _error_for(_edit(default_raw, "data.shapes.captions.free", 0.9))
-    assert "data.shapes.captions" in message and "sum to 1" in message
+    message = _error_for(edited(default_raw, "data.shapes.captions.free", 0.9))
+    assert (
+        message == "params.yaml: data.shapes.captions: free + class_like + count_only must sum to 1 (got 1.3)"
+    )
 
 
 def test_cross_group_consistency(default_raw):
-    raw = _edit(_edit(default_raw, "probe.features", "pre_projection"), "embed.pre_projection", False)
-    assert "embed.pre_projection is false" in _error_for(raw)
+    raw = edited(edited(default_raw, "probe.features", "pre_projection"), "embed.pre_projection", False)
+    assert (
+        _error_for(raw) == "params.yaml: probe.features is 'pre_projection' but embed.pre_projection is false"
+    )
+
+
+def test_validation_never_imports_torch():
+    code = (
+        "import sys; from clipprobe.params import load_params; load_params(); print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 def test_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path, default_raw):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_edit(default_raw, "probe.C", "best")))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(edited(default_raw, "probe.C", "best")))
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages/probe.py")], cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: params.yaml: probe.C")
-    assert "Traceback" not in result.stderr
+    assert result.stderr == "error: params.yaml: probe.C: must be a positive number or 'auto' (got 'best')\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_shipped_profile_loads_from_disk():
+    assert load_params(ROOT / "params.yaml").profile == "default"

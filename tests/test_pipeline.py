@@ -1,4 +1,8 @@
-"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, experiments, metrics/plots diff."""
+"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, experiments, metrics/plots diff.
+
+The repo composes its params like the project (DVC's Hydra mode over conf/), with a `tiny` profile written
+here selected by default, so `dvc exp run -S ...` goes through the same composition as a user's.
+"""
 
 import json
 import os
@@ -9,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from clipprobe.profiles import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,11 +48,15 @@ TINY = {
 }
 
 
-def _set(raw: dict, dotted: str, value: object) -> None:
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        raw = raw[part]
-    raw[leaf] = value
+def _nested(dotted: dict) -> dict:
+    out: dict = {}
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def _run(*cmd: str, cwd: Path) -> str:
@@ -66,23 +76,24 @@ def _dvc(*args: str, cwd: Path) -> str:
 def repo(tmp_path_factory) -> Path:
     """A git + DVC repo holding this project's pipeline with tiny params, reproduced and committed once."""
     path = tmp_path_factory.mktemp("pipeline")
-    for name in ("dvc.yaml", "stages", "src"):
+    for name in ("dvc.yaml", "stages", "src", "conf"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(source, path / name)
     shutil.copy(ROOT / "bench" / "fewshot_heldout.py", path / "fewshot_heldout.py")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in TINY.items():
-        _set(params, key, value)
-    params["device"] = "cpu"
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tiny = "# @package _global_\n" + yaml.safe_dump(_nested({**TINY, "profile": "tiny", "device": "cpu"}))
+    (path / "conf/profile/tiny.yaml").write_text(tiny)
+    config = path / "conf/config.yaml"
+    config.write_text(config.read_text().replace("  - profile: default", "  - profile: tiny"))
+    (path / "params.yaml").write_text(compose(conf_dir=path / "conf"))
     _run("git", "init", "-q", cwd=path)
     _run("git", "config", "user.email", "ci@clipprobe.test", cwd=path)
     _run("git", "config", "user.name", "clipprobe ci", cwd=path)
     _dvc("init", "-q", cwd=path)
     _dvc("config", "core.analytics", "false", cwd=path)
+    _dvc("config", "hydra.enabled", "true", cwd=path)
     _run("git", "add", "-A", cwd=path)
     _run("git", "commit", "-qm", "pipeline", cwd=path)
     _dvc("repro", cwd=path)
@@ -136,3 +147,17 @@ def test_scalar_shots_experiment_changes_fewshot_metrics(repo):
     assert fewshot["revisions"] == ["workspace", "HEAD"]  # the experiment overlaid on the last commit
     shots = {row["shots"] for row in fewshot["content"]["data"]["values"] if row["rev"] == "workspace"}
     assert shots == {"4"}
+
+
+@pytest.mark.slow
+def test_paper_profile_is_one_override_and_touches_no_tracked_file(repo):
+    before = _run("git", "status", "--porcelain", cwd=repo)  # earlier tests' experiments ran in the workspace
+    _dvc("exp", "run", "--queue", "-S", "profile=paper", cwd=repo)
+    try:
+        assert _run("git", "status", "--porcelain", cwd=repo) == before
+        shown = _dvc("exp", "show", "--json", cwd=repo)
+        assert (
+            '"profile": "paper"' in shown and '"arch": "ViT-B-32"' in shown
+        )  # the queued experiment's params
+    finally:
+        _dvc("queue", "remove", "--all", cwd=repo)

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.probes import LinearModel
+from clipprobe.probes.linear import LinearModel
 from clipprobe.probes.logreg import fit_logreg, linear_probe, objective, search_C
 from clipprobe.probes.zeroshot import accuracy, evaluate, top_k_accuracy, zeroshot_logits, zeroshot_weights
 
@@ -26,13 +26,7 @@ def blobs(n: int, d: int = 64, k: int = 10, seed: int = 0) -> tuple[torch.Tensor
     return means[y] + torch.randn(n, d, generator=gs) + offset, y
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The problems here are tiny: a second thread only adds synchronisation, and stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Segmentation: metrics by hand, UNet11's widths, mask sizes from real towers, the frozen tower, Pets, the stage."""
 
+import copy
 import json
 import runpy
 from pathlib import Path
@@ -9,17 +10,17 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from asserts import one_line
 from fakes import PETS_BREEDS, pets_pixel, write_fake_pets
+from helpers import one_line
 from torchvision.datasets import OxfordIIITPet
 from torchvision.models import VGG11_Weights
 
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
-from clipprobe.data.store import Split, load_meta, load_split
+from clipprobe.data.store import IGNORE, Split, load_meta, load_split
 from clipprobe.decoders.inputs import frozen_features
-from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
+from clipprobe.decoders.seg_metrics import confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import (
     UNet11,
     build_models,
@@ -30,19 +31,18 @@ from clipprobe.decoders.segment_models import (
 )
 from clipprobe.decoders.segment_train import Recipe, model_inputs, train
 from clipprobe.errors import ClipprobeError
+from clipprobe.io import load_arrays
 from clipprobe.models.clip import create_clip, save_clip
 from clipprobe.params import load_params, parse_params
-from clipprobe.runtime import load_arrays
+from clipprobe.profiles import composed_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model, _ = create_clip("clipprobe-tiny-rn", "scratch")
-    return model
+def tiny(tiny_clip):
+    return tiny_clip[0]  # the model alone
 
 
 def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -205,7 +205,7 @@ def test_imagenet_encoder_from_a_placed_file_or_one_line(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------- bad params
 
 
-def test_bad_params_are_one_line():
+def test_bad_params_are_one_line(default_raw):
     for div, encoders, match in (
         (3, ["scratch"], r"segment.unet_width_div: must divide UNet11's 32 filters"),
         (4, ["imagenet"], r"segment.unet_width_div: the imagenet encoder .* needs 1 \(got 4\)"),
@@ -213,16 +213,16 @@ def test_bad_params_are_one_line():
         with pytest.raises(ClipprobeError, match=match) as exc:
             check_widths(div, encoders)
         one_line(exc)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = default_raw
     for group, key, value, match in (
         (
             "segment",
             "unet_encoders",
             ["vgg16"],
-            r"segment.unet_encoders.0: Input should be 'scratch' or 'imagenet'",
+            r"segment.unet_encoders.0: must be 'scratch' or 'imagenet'",
         ),
-        ("segment", "overlays", 0, r"segment.overlays: Input should be greater than or equal to 1"),
-        ("data", "segment", "voc", r"data.segment: Input should be 'shapes' or 'pets'"),
+        ("segment", "overlays", 0, r"segment.overlays: must be >= 1"),
+        ("data", "segment", "voc", r"data.segment: must be 'shapes' or 'pets'"),
     ):
         bad = yaml.safe_load(yaml.safe_dump(raw))
         bad[group][key] = value
@@ -282,8 +282,8 @@ def test_pets_from_fake_archives_with_each_border_policy(tmp_path, pets_archives
 # ---------------------------------------------------------------------------------------------- stage + report
 
 
-def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
+    raw = copy.deepcopy(default_raw)
     raw["device"] = "cpu"
     raw["segment"].update(
         {
@@ -302,7 +302,7 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny):
     save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
     monkeypatch.chdir(tmp_path)
     try:
-        runpy.run_path(str(ROOT / "stages/segment.py"))["segment"]()
+        runpy.run_path(str(ROOT / "stages/segment.py"))["main"]()
     finally:
         torch.set_flush_denormal(
             False
@@ -334,7 +334,7 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny):
     assert f"| decoder on the CLIP pre-pool map | **{100 * metrics['clip']['miou']:.2f}** |" in section
     assert "No published number applies to `shapes`" in section and "(One seed; test split.)" in section
     # the Pets reference only under the paper preset, in its own row and column
-    paper = render(load_params(ROOT / "presets/paper.yaml"), tmp_path / "reports")
+    paper = render(composed_params(["profile=paper"], ROOT / "conf"), tmp_path / "reports")
     assert "| reference: FPN-ResNet34, ImageNet encoder, 256 px, 10 epochs (smp example) |" in paper
     assert paper.count("pet IoU 91.40") == 1 and "No published number" not in paper
 

@@ -1,5 +1,6 @@
 """VQ-VAE: the quantiser, shapes for the tiny and an RN50-shaped tower, frozen towers, scores, the stage."""
 
+import copy
 import json
 import runpy
 from pathlib import Path
@@ -23,19 +24,17 @@ from clipprobe.decoders.vqvae_train import (
     train_vqvae,
 )
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import preprocess_uint8
-from clipprobe.models.clip import create_clip, mean_std, save_clip
+from clipprobe.models.clip import mean_std, save_clip
 from clipprobe.models.tower import FrozenTower, random_tower
+from clipprobe.preprocess import preprocess_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model, _ = create_clip("clipprobe-tiny-rn", "scratch")
-    return model
+def tiny(tiny_clip):
+    return tiny_clip[0]  # the model alone
 
 
 def _vqvae(encoder, in_grid: int, out_size: int = 32, size: int = 16, dim: int = 8) -> VQVAE:
@@ -150,8 +149,8 @@ def test_random_tower_is_recalibrated_and_leaves_the_model_alone(tiny):
 # ---------------------------------------------------------------------------------------------- stage
 
 
-def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny, default_raw):
+    raw = copy.deepcopy(default_raw)
     raw["device"] = "cpu"
     raw["vqvae"].update({"n_train": 48, "n_val": 16, "n_test": 16, "epochs": 2, "batch_size": 16,
                          "codebook_size": 32, "hidden": 16, "code_dim": 8, "samples": 4})  # fmt: skip
@@ -160,7 +159,7 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny)
                             seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)  # fmt: skip
     save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(ROOT / "stages/vqvae.py"))["vqvae"]()
+    runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"]()
 
     metrics = json.loads((tmp_path / "metrics/vqvae.json").read_text())
     for name in ("plain", "clip", "random_tower", "pooled", "thumbnail", "mean_colour"):
@@ -174,7 +173,7 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny)
     raw["vqvae"]["n_test"] = 17
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ClipprobeError, match="vqvae.n_test: asks for 17 images; shapes test holds 16"):
-        runpy.run_path(str(ROOT / "stages/vqvae.py"))["vqvae"]()
+        runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"]()
 
 
 def test_first_images_and_frozen_features(tmp_path, tiny):

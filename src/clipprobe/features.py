@@ -2,10 +2,8 @@
 
 Images never pass through PIL or a DataLoader: uint8 batches go to the device (on CUDA from pinned staging
 buffers, copied on a side stream while the previous batch computes) and are resized and normalised there.
-`preprocess_uint8` reproduces open_clip's eval transform (PIL bicubic resize of the shortest side, centre
-crop, normalise) to within one grey level: like PIL it resamples the width, then the height, and rounds to
-uint8 after each pass; torch's antialiased bicubic uses PIL's kernel (a = -0.5). On CUDA the towers run under
-bf16 autocast (ResNets in channels_last); on CPU everything is float32.
+They are prepared by `clipprobe.preprocess.preprocess_uint8` (open_clip's eval transform). On CUDA the towers
+run under bf16 autocast (ResNets in channels_last); on CPU everything is float32.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -22,56 +21,13 @@ from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from tqdm import tqdm
 
+from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
+from clipprobe.preprocess import preprocess_uint8
 from clipprobe.runtime import show_progress
 
 # maps a preprocessed (B, 3, S, S) batch to {"image": (B, D)} and, for pre-projection encoders, "image_pre"
 Encoder = Callable[[torch.Tensor], dict[str, torch.Tensor]]
-
-
-def preprocess_uint8(
-    images: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """open_clip's eval preprocessing on a uint8 batch, on whatever device the batch lives.
-
-    Parameters
-    ----------
-    images : (B, H, W, 3) uint8 tensor
-    image_size : side S of the square model input; the shortest side is resized to S, then centre-cropped
-    mean, std : per-channel normalisation for pixels in [0, 1]
-
-    Returns
-    -------
-    (B, 3, S, S) float32 tensor
-    """
-    x = images.permute(0, 3, 1, 2).float()  # (B, 3, H, W) in [0, 255]
-    x = _center_crop(_resize_shortest(x, image_size), image_size)
-    mean_255 = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255
-    std_255 = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255
-    return (x - mean_255) / std_255
-
-
-def _resize_shortest(x: torch.Tensor, size: int) -> torch.Tensor:
-    """torchvision Resize(size) on PIL: shortest side to `size`, long side int(size * long / short)."""
-    height, width = x.shape[-2:]
-    new_long = int(size * max(height, width) / min(height, width))
-    out_h, out_w = (size, new_long) if height <= width else (new_long, size)
-    if out_w != width:  # PIL's horizontal pass comes first
-        x = _resample(x, (height, out_w))
-    if out_h != height:
-        x = _resample(x, (out_h, out_w))
-    return x
-
-
-def _resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-    return x.clamp_(0, 255).add_(0.5).floor_()  # PIL stores each pass as uint8, rounding halves up
-
-
-def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    height, width = x.shape[-2:]
-    top, left = round((height - size) / 2), round((width - size) / 2)  # torchvision's offsets
-    return x[..., top : top + size, left : left + size]
 
 
 def embed_images(
@@ -284,3 +240,49 @@ def embed_texts(
 @torch.inference_mode()
 def _encode_texts(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return model.encode_text(tokens).float()  # (B, D)
+
+
+SPLITS = ("train", "val", "test")
+
+
+def embed_dataset(
+    model: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    splits: dict[str, Split],
+    class_names: list[str],
+    template_sets: dict[str, list[str]],
+    *,
+    device: torch.device,
+    batch_size: int,
+    pre_projection: bool,
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """What the embed stage caches: per split the image features (`embed_images`) plus "labels" (N,) int64,
+    and the text side {"class_names", "logit_scale", "templates": {set: [str]}, "text": {set: (T, C, D)}}."""
+    features = {}
+    for name, split in splits.items():
+        features[name] = embed_images(
+            model,
+            split.images,
+            device=device,
+            batch_size=batch_size,
+            pre_projection=pre_projection,
+            progress=True,
+        )
+        features[name]["labels"] = torch.from_numpy(split.labels.astype("int64"))
+    text = {
+        "class_names": class_names,
+        "logit_scale": float(model.logit_scale.exp().item()),
+        "templates": template_sets,
+        "text": {
+            name: embed_texts(model, tokenizer, class_names, templates, device=device)
+            for name, templates in template_sets.items()
+        },
+    }
+    return features, text
+
+
+def load_features(folder: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """The embed stage's cache: ({split: feature dict} for train/val/test, text.pt's dict)."""
+    folder = Path(folder)
+    splits = {s: torch.load(folder / f"{s}.pt", weights_only=True) for s in SPLITS}
+    return splits, torch.load(folder / "text.pt", weights_only=True)

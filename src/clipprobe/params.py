@@ -1,11 +1,14 @@
-"""Schema and validation of params.yaml.
+"""Schema and validation of params.yaml (composed from conf/ by clipprobe.profiles).
 
 Every key is required: behaviour comes from the values in params.yaml (which DVC tracks per stage), never
-from defaults hidden here. A bad file ends the stage with one line naming the key and what is allowed.
+from defaults hidden here; each key is documented in conf/config.yaml. A bad file ends the stage with one
+line naming the key and what is allowed: `params.yaml: probe.C: must be a positive number or 'auto' (got -1)`.
+Validation imports neither torch nor open_clip (architectures come from `models.registry`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,17 +24,19 @@ from pydantic import (
 )
 
 from clipprobe.errors import ClipprobeError
+from clipprobe.models.registry import TINY_ARCHS, has_attnpool_map, list_archs
+from clipprobe.probes.fewshot_registry import METHODS
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
 
-TINY_ARCHS = ("clipprobe-tiny-rn", "clipprobe-tiny-vit")
 CLASSIFICATION_DATASETS = ("shapes", "cifar100", "cifar10")
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CaptionMix(_Group):
@@ -89,7 +94,7 @@ class DataParams(_Group):
     vqvae: Literal["shapes", "cifar10"]  # dataset the VQ-VAEs reconstruct
     segment: Literal["shapes", "pets"]  # dataset the segmentation decoders read
     root: str  # where the uniform store lives
-    downloads: str  # where downloaded archives are kept (paper preset)
+    downloads: str  # where downloaded archives and weights are kept (paper preset)
     workers: PositiveInt  # processes for the shapes generator
     shapes: ShapesParams
     cifar: CifarParams
@@ -105,37 +110,23 @@ class PretrainParams(_Group):
     warmup_steps: Annotated[int, Field(ge=0)]
 
 
+def _known_arch(arch: str) -> str:
+    if arch not in list_archs():
+        raise ValueError(f"must be one of {', '.join(TINY_ARCHS)} or an open_clip model name (got {arch!r})")
+    return arch
+
+
 class ClipParams(_Group):
     arch: str  # open_clip model name (ViT-B-32, RN50, ...) or a clipprobe tiny config
-    pretrained: str  # 'scratch', an open_clip pretrained tag (openai, ...) or a local checkpoint path
+    # 'scratch', an open_clip pretrained tag (openai, ...) or a local checkpoint path; the clip stage checks
+    # the tag against open_clip's registry when it builds the model
+    pretrained: str
     pretrain: PretrainParams
 
     @field_validator("arch")
     @classmethod
-    def _known_arch(cls, arch: str) -> str:
-        import open_clip
-
-        import clipprobe.models  # noqa: F401  (registers the tiny configs)
-
-        if arch not in open_clip.list_models():
-            raise ValueError(
-                f"unknown arch '{arch}'; allowed: {', '.join(TINY_ARCHS)} or any open_clip.list_models() name"
-            )
-        return arch
-
-    @model_validator(mode="after")
-    def _known_pretrained(self) -> ClipParams:
-        import open_clip
-
-        if self.pretrained == "scratch" or Path(self.pretrained).suffix:
-            return self  # a file path is checked by the clip stage, which reads it
-        tags = open_clip.list_pretrained_tags_by_model(self.arch)
-        if self.pretrained not in tags:
-            allowed = ", ".join(["scratch", *tags, "a checkpoint file path"])
-            raise ValueError(
-                f"pretrained '{self.pretrained}' is not available for {self.arch}; allowed: {allowed}"
-            )
-        return self
+    def _arch(cls, arch: str) -> str:
+        return _known_arch(arch)
 
 
 class EmbedParams(_Group):
@@ -148,11 +139,42 @@ class ProbeParams(_Group):
     # Which cached image features the linear probe reads.
     features: Literal["raw", "normalized", "pre_projection"]
     # Inverse L2 strength (sklearn's C), or 'auto': the CLIP paper's search on val, then a refit on train+val.
-    C: PositiveFloat | Literal["auto"]
+    C: float | Literal["auto"]
     max_iter: PositiveInt  # L-BFGS iterations
 
+    @field_validator("C", mode="before")
+    @classmethod
+    def _positive_or_auto(cls, C: object) -> object:
+        number = isinstance(C, int | float) and not isinstance(C, bool)
+        if C == "auto" or (number and math.isfinite(C) and C > 0):
+            return C
+        raise ValueError(f"must be a positive number or 'auto' (got {C!r})")
 
-FEWSHOT_INITS = ("random", "zeroshot", "clap", "lpp", "tip", "gda")
+
+class TowerParams(_Group):
+    """Whose frozen ResNet tower counting, vqvae and segment read: null = the clip stage's model."""
+
+    arch: str | None  # null or a ResNet CLIP from open_clip (RN50)
+    pretrained: str | None  # open_clip tag (openai) or checkpoint path for `arch`; null when arch is null
+    size: Annotated[int, Field(ge=32, le=1024)]  # side the decoders' tower reads (images resized to it)
+
+    @field_validator("arch")
+    @classmethod
+    def _resnet_arch(cls, arch: str | None) -> str | None:
+        if arch is not None and not has_attnpool_map(_known_arch(arch)):
+            raise ValueError(
+                f"must be null or a ResNet CLIP such as RN50, with an attention-pool map (got {arch!r})"
+            )
+        return arch
+
+    @field_validator("pretrained")
+    @classmethod
+    def _paired(cls, pretrained: str | None, info: ValidationInfo) -> str | None:
+        if (info.data.get("arch") is None) != (pretrained is None):
+            raise ValueError(
+                f"must be null exactly when tower.arch is null, else a tag or checkpoint path (got {pretrained!r})"
+            )
+        return pretrained
 
 
 class LinearRecipe(_Group):
@@ -177,7 +199,7 @@ class GdaRecipe(_Group):
 
 
 class FewshotParams(_Group):
-    inits: Annotated[list[Literal[FEWSHOT_INITS]], Field(min_length=1)]  # methods compared on the same draws
+    inits: Annotated[list[str], Field(min_length=1)]  # methods compared on the same draws (fewshot_registry)
     draws: Annotated[int, Field(ge=2)]  # support-set draws per shot count (a 95% interval needs two)
     epochs: PositiveInt  # full-batch epochs of the trained methods (one step = the whole support set)
     eval_every: PositiveInt  # epochs between evaluations (curves; epoch choice on few-shot val)
@@ -189,43 +211,16 @@ class FewshotParams(_Group):
 
     @field_validator("inits")
     @classmethod
-    def _unique_inits(cls, inits: list[str]) -> list[str]:
-        if len(set(inits)) != len(inits):
-            raise ValueError(f"each init at most once; allowed: {', '.join(FEWSHOT_INITS)}")
+    def _known_unique_inits(cls, inits: list[str]) -> list[str]:
+        allowed = ", ".join(METHODS)
+        unknown = [name for name in inits if name not in METHODS]
+        if unknown or len(set(inits)) != len(inits):
+            problem = f"unknown method {unknown[0]!r}" if unknown else "a method listed twice"
+            raise ValueError(f"each of {allowed} at most once ({problem})")
         return inits
 
 
-class _TowerChoice(_Group):
-    """Whose ResNet tower a stage reads: null = the clip stage's model; else an open_clip ResNet arch + weights."""
-
-    arch: str | None  # null or a ResNet CLIP from open_clip.list_models() (RN50)
-    pretrained: str | None  # open_clip tag (openai) or checkpoint path for `arch`; null when arch is null
-
-    @field_validator("arch")
-    @classmethod
-    def _resnet_arch(cls, arch: str | None) -> str | None:
-        import open_clip
-
-        import clipprobe.models  # noqa: F401  (registers the tiny configs)
-        from clipprobe.models.tower import has_attnpool_map
-
-        if arch is not None and arch not in open_clip.list_models():
-            raise ValueError(f"unknown arch '{arch}'; use a ResNet CLIP from open_clip.list_models() (RN50)")
-        if arch is not None and not has_attnpool_map(arch):
-            raise ValueError(f"arch '{arch}' has no attention-pool map; use a ResNet CLIP such as RN50")
-        return arch
-
-    @field_validator("pretrained")
-    @classmethod
-    def _paired(cls, pretrained: str | None, info: ValidationInfo) -> str | None:
-        if (info.data.get("arch") is None) != (pretrained is None):
-            raise ValueError(
-                "null exactly when arch is null (the clip stage's model); else a tag or checkpoint path"
-            )
-        return pretrained
-
-
-class CountingParams(_TowerChoice):
+class CountingParams(_Group):
     count_templates: list[str]  # zero-shot prompts, `{}` = the count phrase ("two shapes", "3 objects")
     count_nouns: tuple[str, str]  # (singular, plural) noun of the count phrase
     number_words: bool  # "two shapes" (true) or "2 shapes" (false)
@@ -243,8 +238,7 @@ class CountingParams(_TowerChoice):
         return templates
 
 
-class _DecoderData(_TowerChoice):
-    tower_size: Annotated[int, Field(ge=32, le=1024)]  # side the frozen tower reads (images resized to it)
+class _DecoderData(_Group):
     n_train: PositiveInt  # the first n images of the dataset's train split
     n_val: PositiveInt  # the first n of val: curves and the choice of the epoch kept
     n_test: PositiveInt  # the first n of test: the reported numbers only
@@ -269,13 +263,24 @@ class SegmentParams(_DecoderData):
     overlays: Annotated[int, Field(ge=1, le=32)]  # validation images in the mask-overlay figure
 
 
+def _positive_ints(value: object, what: str) -> tuple[int, ...]:
+    """A positive integer or a non-empty list of them, as a sorted tuple without repeats."""
+    values = value if isinstance(value, list | tuple) else [value]
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad or not values:
+        raise ValueError(f"must be {what}: a positive integer or a non-empty list of them (got {value!r})")
+    return tuple(sorted(set(values)))
+
+
 class Params(_Group):
-    seed: Annotated[int, Field(ge=0)]
+    profile: str  # name of the composed profile (conf/profile/<name>.yaml)
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]  # data and sampling
     device: Literal["auto", "cpu", "cuda"]
     data: DataParams
     clip: ClipParams
     embed: EmbedParams
     probe: ProbeParams
+    tower: TowerParams
     counting: CountingParams
     vqvae: VqvaeParams
     segment: SegmentParams
@@ -285,11 +290,7 @@ class Params(_Group):
     @field_validator("shots", mode="before")
     @classmethod
     def _shots(cls, shots: object) -> tuple[int, ...]:
-        values = shots if isinstance(shots, list | tuple) else [shots]
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-        if bad or not values:
-            raise ValueError("a positive integer or a non-empty list of positive integers is needed")
-        return tuple(sorted(set(values)))
+        return _positive_ints(shots, "support images per class")
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
@@ -298,22 +299,48 @@ class Params(_Group):
         return self
 
 
+# pydantic's error types -> what is allowed, in the words every other message uses
+_ALLOWED = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "literal_error": "must be {expected}",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "too_short": "must hold at least {min_length} item(s)",
+    "too_long": "must hold at most {max_length} item(s)",
+    "model_type": "must be a mapping of keys",
+    "dict_type": "must be a mapping of keys",
+}
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     """The first validation error as one line: `params.yaml: probe.C: <what is allowed> (got ...)`."""
     first = err.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
+    where = f"{key}: " if key else ""
     if first["type"] == "extra_forbidden":
-        parent = first["loc"][:-1]
         model: type[BaseModel] = Params
-        for part in parent:
+        for part in first["loc"][:-1]:
             model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
         return f"{source}: {key}: unknown key; allowed here: {', '.join(model.model_fields)}"
     if first["type"] == "missing":
         return f"{source}: {key}: required key is missing"
-    message = first["msg"].removeprefix("Value error, ")
-    where = f"{key}: " if key else ""
+    if first["type"] == "value_error":  # our validators say what is allowed and what they got
+        return f"{source}: {where}{first['msg'].removeprefix('Value error, ')}"
+    allowed = _ALLOWED.get(first["type"], first["msg"]).format(**first.get("ctx", {}))
     got = "" if isinstance(first["input"], dict) else f" (got {first['input']!r})"  # a whole group is noise
-    return f"{source}: {where}{message}{got}"
+    return f"{source}: {where}{allowed}{got}"
 
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:

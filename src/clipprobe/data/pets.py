@@ -19,8 +19,7 @@ from torchvision.datasets import OxfordIIITPet
 from torchvision.datasets.utils import calculate_md5, check_integrity
 
 from clipprobe.data.cifar import FETCH_ERRORS, short_error
-from clipprobe.data.store import DatasetMeta, Split, save_dataset
-from clipprobe.decoders.seg_metrics import IGNORE
+from clipprobe.data.store import IGNORE, DatasetMeta, Split, save_dataset
 from clipprobe.errors import ClipprobeError
 
 _logger = logging.getLogger(__name__)

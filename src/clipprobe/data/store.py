@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clipprobe import io
 from clipprobe.errors import ClipprobeError
 
+IGNORE = 255  # mask value of pixels no model is scored on (e.g. the Pets trimap border under `ignore`)
 _ARRAY_FIELDS = ("labels", "masks", "counts", "positions")
 
 
@@ -27,7 +29,7 @@ class Split:
     images: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray | None = None  # (N,) int64 class index
     captions: list[str] | None = None  # N free-form captions
-    masks: np.ndarray | None = None  # (N, H, W) uint8 semantic mask, 0 = background
+    masks: np.ndarray | None = None  # (N, H, W) uint8 semantic mask, 0 = background, IGNORE = scored nowhere
     counts: np.ndarray | None = None  # (N,) int64 number of objects
     positions: np.ndarray | None = None  # (N, 2) float32 (x, y) in [0, 1] of the labelled object
 
@@ -58,6 +60,7 @@ def save_dataset(root: str | Path, meta: DatasetMeta, splits: dict[str, Split]) 
     (tmp / "meta.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    io.WRITTEN.append(final)
     return final
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-IGNORE = 255  # mask value of pixels no model is scored on (e.g. the Pets trimap border under `ignore`)
+from clipprobe.data.store import IGNORE
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:

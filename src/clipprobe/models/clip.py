@@ -23,10 +23,16 @@ import open_clip
 import torch
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.models import TINY_ARCHS
-from clipprobe.runtime import save_torch, write_json
+from clipprobe.io import write_json
+from clipprobe.models.registry import CONFIG_DIR, TINY_ARCHS
+from clipprobe.runtime import save_torch
 
 _logger = logging.getLogger(__name__)
+
+# add_model_config appends to open_clip's search path on every call; register once per process, so that
+# open_clip.create_model("clipprobe-tiny-rn") resolves like any built-in name ("RN50", "ViT-B-32").
+if not set(TINY_ARCHS) <= set(open_clip.list_models()):
+    open_clip.add_model_config(CONFIG_DIR)
 
 SCRATCH = "scratch"
 WEIGHTS_FILE = "weights.pt"
@@ -39,27 +45,28 @@ Tokenizer = Any  # open_clip's tokenizers share no base class: callable list[str
 
 
 def create_clip(
-    arch: str, pretrained: str, cache_dir: Path | None = None
+    arch: str, pretrained: str, cache_dir: Path | None = None, key: str = "clip"
 ) -> tuple[open_clip.CLIP, Tokenizer]:
     """Build ``arch`` with ``pretrained`` weights (see the module docstring), in eval mode on the CPU.
 
-    Returns the model and its tokenizer. Never falls back to random weights silently.
+    Returns the model and its tokenizer. Never falls back to random weights silently. Errors name the
+    params group ``key`` the choice came from (``clip.pretrained``, ``tower.pretrained``).
     """
     if arch not in open_clip.list_models():
         raise ClipprobeError(
-            f"clip.arch: unknown arch '{arch}'; use one of {', '.join(TINY_ARCHS)} "
+            f"{key}.arch: unknown arch '{arch}'; use one of {', '.join(TINY_ARCHS)} "
             "or a name from open_clip.list_models() (ViT-B-32, RN50, ...)"
         )
     if pretrained == SCRATCH:
         model = _build(arch, pretrained)
     elif open_clip.get_pretrained_cfg(arch, pretrained):
         cache = str(cache_dir) if cache_dir is not None else None
-        _fetch_tag(arch, pretrained, cache)
+        _fetch_tag(arch, pretrained, cache, key)
         model = _build(arch, pretrained, pretrained=pretrained, cache_dir=cache, require_pretrained=True)
     elif Path(pretrained).is_file():
-        model = _load_checkpoint_file(arch, Path(pretrained))
+        model = _load_checkpoint_file(arch, Path(pretrained), key)
     else:
-        raise ClipprobeError(_unknown_pretrained(arch, pretrained))
+        raise ClipprobeError(_unknown_pretrained(arch, pretrained, key))
     _logger.info("created %s (pretrained: %s)", arch, pretrained)
     return model.eval(), _tokenizer(arch)
 
@@ -140,17 +147,17 @@ def _build(arch: str, tag: str, preprocess: dict | None = None, **kwargs: Any) -
     )
 
 
-def _fetch_tag(arch: str, tag: str, cache_dir: str | None) -> None:
+def _fetch_tag(arch: str, tag: str, cache_dir: str | None, key: str) -> None:
     """Make sure the tag's weights are in the cache, so create_model finds them; offline, say what to get."""
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     try:
         open_clip.download_pretrained(cfg, cache_dir=cache_dir)
     except (OSError, RuntimeError):  # hf_hub: FileNotFoundError; url: URLError; no hub package: RuntimeError
         where = cache_dir or "the Hugging Face cache"
-        arch_hint = f" with clip.arch {arch}-quickgelu" if cfg.get("quick_gelu") else ""
+        arch_hint = f" with {key}.arch {arch}-quickgelu" if cfg.get("quick_gelu") else ""
         raise ClipprobeError(
-            f"clip.pretrained: the {arch} '{tag}' weights are not in {where} and could not be downloaded "
-            f"(offline?); download {_weights_source(cfg)} and set clip.pretrained to that file's path"
+            f"{key}.pretrained: the {arch} '{tag}' weights are not in {where} and could not be downloaded "
+            f"(offline?); download {_weights_source(cfg)} and set {key}.pretrained to that file's path"
             f"{arch_hint}, or run once with network access"
         ) from None
 
@@ -165,20 +172,20 @@ def _weights_source(cfg: dict) -> str:
     return f"{files} from https://huggingface.co/{repo}"
 
 
-def _load_checkpoint_file(arch: str, path: Path) -> open_clip.CLIP:
+def _load_checkpoint_file(arch: str, path: Path, key: str) -> open_clip.CLIP:
     try:
         return _build(arch, SCRATCH, pretrained=str(path), require_pretrained=True)
     # A user's file can fail in many ways (pickle, safetensors header, missing keys): all mean a bad file.
     except Exception as err:
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ClipprobeError(
-            f"clip.pretrained: {path} is not a loadable {arch} checkpoint ({cause})"
+            f"{key}.pretrained: {path} is not a loadable {arch} checkpoint ({cause})"
         ) from None
 
 
-def _unknown_pretrained(arch: str, pretrained: str) -> str:
+def _unknown_pretrained(arch: str, pretrained: str, key: str) -> str:
     if Path(pretrained).suffix or "/" in pretrained:
-        return f"clip.pretrained: checkpoint file {pretrained} not found"
+        return f"{key}.pretrained: checkpoint file {pretrained} not found"
     tags = open_clip.list_pretrained_tags_by_model(arch)
     allowed = ", ".join([SCRATCH, *tags, "a checkpoint file path"])
-    return f"clip.pretrained: '{pretrained}' is not a tag of {arch}; allowed: {allowed}"
+    return f"{key}.pretrained: '{pretrained}' is not a tag of {arch}; allowed: {allowed}"

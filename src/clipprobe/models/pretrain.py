@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import preprocess_uint8
 from clipprobe.models.clip import Tokenizer, image_size, mean_std
+from clipprobe.preprocess import preprocess_uint8
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
 LOG_EVERY = 50  # steps between progress lines when there is no progress bar (DVC and CI logs)

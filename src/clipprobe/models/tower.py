@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Protocol
 
 import numpy as np
 import open_clip
@@ -21,22 +21,13 @@ from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 from tqdm import tqdm
 
+from clipprobe import paths
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import preprocess_uint8
 from clipprobe.models.clip import Tokenizer, create_clip, load_clip, mean_std
+from clipprobe.preprocess import preprocess_uint8
 from clipprobe.runtime import show_progress
 
-if TYPE_CHECKING:  # params.py imports this module to validate arch names
-    from clipprobe.params import Params
-
 LAYERS = (1, 2, 3, 4)  # residual stages whose output map can be read; 4 is the attention pool's input
-
-
-def has_attnpool_map(arch: str) -> bool:
-    """Whether open_clip builds `arch` with a ModifiedResNet tower (its rule: vision `layers` is a list)."""
-    cfg = open_clip.get_model_config(arch) or {}
-    vision = cfg.get("vision_cfg", {})
-    return isinstance(vision.get("layers"), (list, tuple)) and not vision.get("timm_model_name")
 
 
 class FrozenTower(nn.Module):
@@ -93,27 +84,28 @@ class FrozenTower(nn.Module):
         return self.visual.attnpool(fmap)
 
 
+class TowerChoice(Protocol):
+    """params.yaml's `tower` group: arch (None = the clip stage's model) and its pretrained weights."""
+
+    arch: str | None
+    pretrained: str | None
+
+
 def tower_clip(
-    params: Params,
-    group: Literal["counting", "vqvae", "segment"],
-    *,
-    clip_dir: str | Path,
-    device: torch.device,
+    choice: TowerChoice, *, clip_dir: str | Path, downloads: str | Path, device: torch.device
 ) -> tuple[open_clip.CLIP, Tokenizer]:
-    """The CLIP (and tokenizer) whose ResNet tower the `group` stage reads: its `arch`/`pretrained`, or, when
-    `arch` is null, the clip stage's model saved in `clip_dir`."""
-    choice = getattr(params, group)
+    """The CLIP (and tokenizer) whose ResNet tower counting and the decoders read: `choice.arch` with its
+    `pretrained` weights (fetched into `downloads`), or, when arch is None, the clip stage's model in `clip_dir`."""
     if choice.arch is None:
-        if not has_attnpool_map(params.clip.arch):
+        model, tokenizer, info = load_clip(clip_dir, device=device)
+        if not isinstance(model.visual, ModifiedResNet):
             raise ClipprobeError(
-                f"{group}.arch: null reads the clip stage's {params.clip.arch}, which has no attention-pool map; "
-                f"set {group}.arch to a ResNet CLIP (RN50) and {group}.pretrained to its tag"
+                f"tower.arch: null reads the clip stage's {info['arch']}, which has no attention-pool map; "
+                "set tower.arch to a ResNet CLIP (RN50) and tower.pretrained to its tag"
             )
-        model, tokenizer, _ = load_clip(clip_dir, device=device)
         return model, tokenizer
-    model, tokenizer = create_clip(
-        choice.arch, choice.pretrained, cache_dir=Path(params.data.downloads) / "open_clip"
-    )
+    cache = paths.open_clip_cache(downloads)
+    model, tokenizer = create_clip(choice.arch, choice.pretrained, cache_dir=cache, key="tower")
     return model.to(device), tokenizer
 
 

@@ -21,9 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features import embed_texts
+from clipprobe.models.clip import mean_std
 from clipprobe.models.tower import FrozenTower, run_tower
+from clipprobe.params import CountingParams
 from clipprobe.probes.logreg import fit_logreg
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
 
@@ -202,4 +205,42 @@ def evaluate_task(
         "majority": {"acc": majority_accuracy(task.labels["train"], test, n_classes)},
         "chance": 1.0 / n_classes,
         "n_test": float(len(test)),
+    }
+
+
+def evaluate(
+    model: torch.nn.Module,
+    tokenizer,
+    splits: Mapping[str, Split],
+    cfg: CountingParams,
+    device: torch.device,
+) -> dict:
+    """metrics/counting.json: every task the splits support (count; position when they hold positions),
+    each with its four readouts (`evaluate_task`), from one pass of the frozen tower per split."""
+    tower = FrozenTower(model)  # the tower stops before the pool; its own pool gives the pooled embedding
+    mean, std = mean_std(model)
+    features = {
+        split: tower_features(
+            tower,
+            data.images,
+            mean=mean,
+            std=std,
+            device=device,
+            batch_size=cfg.batch_size,
+            grid=cfg.prepool_grid,
+        )
+        for split, data in splits.items()
+    }
+    tasks = [
+        count_task(
+            {s: d.counts for s, d in splits.items()}, cfg.count_templates, cfg.count_nouns, cfg.number_words
+        )
+    ]
+    if all(data.positions is not None for data in splits.values()):
+        tasks.append(position_task({s: d.positions for s, d in splits.items()}, cfg.position_templates))
+    return {
+        task.name: evaluate_task(
+            task, features, model, tokenizer, Cs=cfg.Cs, max_iter=cfg.max_iter, device=device
+        )
+        for task in tasks
     }

@@ -12,7 +12,6 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +19,9 @@ import torch.nn.functional as F
 from scipy.special import stdtrit  # Student t quantile; scipy.stats takes seconds to import
 from tqdm import tqdm
 
-from clipprobe.params import FEWSHOT_INITS, FewshotParams, Params
-from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
-from clipprobe.probes.fewshot_methods import TRAINED, MethodResult, Prior
+from clipprobe.params import FewshotParams, Params
+from clipprobe.probes.fewshot_methods import MethodResult, Prior
+from clipprobe.probes.fewshot_registry import METHODS, method_class
 from clipprobe.probes.fewshot_support import Task, check_shots, class_means, make_task
 from clipprobe.probes.fewshot_train import head_hits, train_heads
 from clipprobe.probes.zeroshot import zeroshot_logits, zeroshot_weights
@@ -43,12 +42,6 @@ class Sweep:
         return self.zeroshot_hits.double().mean().item()
 
 
-CLOSED_FORM = {
-    "tip": lambda prior, cfg: TipAdapter(prior, cfg.tip.alphas, cfg.tip.betas),
-    "gda": lambda prior, cfg: GaussianDiscriminant(prior, cfg.gda.alphas),
-}
-
-
 def run_method(
     name: str,
     cfg: FewshotParams,
@@ -59,9 +52,9 @@ def run_method(
     generator: torch.Generator,
 ) -> MethodResult:
     """Run method `name` on every draw of `task`; the test split only scores the already chosen model."""
-    if name in CLOSED_FORM:
-        return CLOSED_FORM[name](prior, cfg).run(task, test, test_labels)
-    method = TRAINED[name](prior, cfg)
+    method = method_class(name)(prior, cfg)
+    if hasattr(method, "run"):  # training-free
+        return method.run(task, test, test_labels)
     trace = train_heads(
         method, task, test, test_labels, epochs=cfg.epochs, eval_every=cfg.eval_every, generator=generator
     )
@@ -127,7 +120,7 @@ def run_sweep(
             task = make_task(k, train_xy, val_xy, n_classes, cfg.draws, cfg.val_per_class, seed, device)
             results[k] = {}
             for name in cfg.inits:
-                stream = np.random.SeedSequence([seed, k, _INIT_STREAM, FEWSHOT_INITS.index(name)])
+                stream = np.random.SeedSequence([seed, k, _INIT_STREAM, list(METHODS).index(name)])
                 generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
                 results[k][name] = run_method(name, cfg, prior, task, test_x, test_y, generator)
                 bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
@@ -136,20 +129,19 @@ def run_sweep(
         return Sweep(zeroshot_hits, class_mean_acc, n_classes, results)
 
 
-def sweep_cached_features(
+def sweep_features(
     params: Params,
-    features: Path,
+    splits: dict[str, dict[str, torch.Tensor]],
+    text: dict,
     device: torch.device,
     test: dict[str, torch.Tensor] | None = None,
     shots: Sequence[int] | None = None,
     progress: bool = False,
 ) -> Sweep:
-    """`run_sweep` with params' recipe on the embed stage's cached features (`features/<split>.pt`, `text.pt`).
+    """`run_sweep` with params' recipe on the embed stage's features (`features.load_features`).
 
     test: a feature dict scored in place of the test split (bench/fewshot_heldout.py); shots: default params'.
     """
-    splits = {s: torch.load(features / f"{s}.pt", weights_only=True) for s in ("train", "val", "test")}
-    text = torch.load(features / "text.pt", weights_only=True)
     return run_sweep(
         splits["train"],
         splits["val"],
@@ -162,6 +154,19 @@ def sweep_cached_features(
         device=device,
         progress=progress,
     )
+
+
+def evaluate(
+    params: Params,
+    splits: dict[str, dict[str, torch.Tensor]],
+    text: dict,
+    device: torch.device,
+    progress: bool,
+) -> dict:
+    """The few-shot stage's outputs: {"metrics": `summarize`, "acc": `accuracy_rows`, "curves": `curve_rows`}
+    (the last two as (rows, columns))."""
+    sweep = sweep_features(params, splits, text, device, progress=progress)
+    return {"metrics": summarize(sweep), "acc": accuracy_rows(sweep), "curves": curve_rows(sweep)}
 
 
 @contextmanager

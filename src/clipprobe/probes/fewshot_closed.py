@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from clipprobe.params import FewshotParams
 from clipprobe.probes.fewshot_methods import MethodResult, Prior
 from clipprobe.probes.fewshot_support import Task, class_means
 from clipprobe.probes.fewshot_train import head_hits
@@ -32,9 +33,11 @@ def _best_on_val(hits: torch.Tensor) -> torch.Tensor:
 class TipAdapter:
     """Training-free cache model; (alpha, beta) per draw from a grid, by few-shot val accuracy."""
 
-    def __init__(self, prior: Prior, alphas: list[float], betas: list[float]):
+    def __init__(self, prior: Prior, cfg: FewshotParams):
         self.prior = prior
-        self.grid = [(a, b) for a in sorted(alphas) for b in sorted(betas)]  # alpha = 0 (zero-shot) first
+        self.grid = [
+            (a, b) for a in sorted(cfg.tip.alphas) for b in sorted(cfg.tip.betas)
+        ]  # alpha = 0 (zero-shot) first
 
     def logits(self, task: Task, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """(N, D) or (H, N, D) features, (H,) alpha and beta -> (H, N, C) logits."""
@@ -67,8 +70,8 @@ class TipAdapter:
 class GaussianDiscriminant:
     """GDA: a shared-covariance Gaussian per class from the support set, added to the zero-shot logits."""
 
-    def __init__(self, prior: Prior, alphas: list[float]):
-        self.prior, self.alphas = prior, sorted(alphas)
+    def __init__(self, prior: Prior, cfg: FewshotParams):
+        self.prior, self.alphas = prior, sorted(cfg.gda.alphas)
 
     def fit(self, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, C, D) weights and (H, C) biases of the Gaussian discriminant, in float64."""

@@ -21,7 +21,6 @@ The training-free methods (Tip-Adapter, GDA) are in `fewshot_closed`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 
 from clipprobe.params import FewshotParams
 from clipprobe.probes.fewshot_support import Task, class_means
-from clipprobe.probes.fewshot_train import HeadAdamW, HeadSGD, Trace, TrainedMethod
+from clipprobe.probes.fewshot_train import HeadAdamW, HeadSGD, Trace
 
 RANDOM_INIT_STD = 0.01  # std of the random head's weights (on the unit-norm scale of W_zs)
 LPP_ALPHA_INIT = 250.0  # LP++: alpha_0 = 250 * mean text logit of a class on its own support images
@@ -65,22 +64,19 @@ def _heads(task: Task, tensor: torch.Tensor) -> torch.Tensor:
 
 
 class LinearHead:
-    """`random` and `zeroshot`: logits = s * x W^T + b, plain AdamW, the epoch chosen on few-shot val."""
+    """logits = s * x W^T + b, plain AdamW, the epoch chosen on few-shot val; subclasses choose W's init."""
 
     select = "val"
 
-    def __init__(self, prior: Prior, init: str, lr: float, weight_decay: float):
-        self.prior, self.init_name, self.lr, self.weight_decay = prior, init, lr, weight_decay
+    def __init__(self, prior: Prior, cfg: FewshotParams):
+        self.prior, self.lr, self.weight_decay = prior, cfg.linear.lr, cfg.linear.weight_decay
+
+    def init_weight(self, task: Task, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        w_zs = self.prior.weights
-        if self.init_name == "zeroshot":
-            weight = _heads(task, w_zs)
-        else:
-            noise = torch.randn(task.draws, *w_zs.shape, generator=generator, dtype=w_zs.dtype)
-            weight = (RANDOM_INIT_STD * noise).to(w_zs.device).requires_grad_(True)
-        bias = w_zs.new_zeros(task.draws, len(w_zs)).requires_grad_(True)
-        return {"weight": weight, "bias": bias}
+        bias = self.prior.weights.new_zeros(task.draws, len(self.prior.weights)).requires_grad_(True)
+        return {"weight": self.init_weight(task, generator), "bias": bias}
 
     def logits(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         # (s * W) first, exactly as LinearModel.from_zeroshot, so the zeroshot head reproduces zero-shot logits
@@ -93,6 +89,22 @@ class LinearHead:
         return HeadAdamW(list(state.values()), lr=self.lr, weight_decay=self.weight_decay)
 
 
+class RandomHead(LinearHead):
+    """`random` (the report's baseline): W from N(0, RANDOM_INIT_STD^2)."""
+
+    def init_weight(self, task: Task, generator: torch.Generator) -> torch.Tensor:
+        w_zs = self.prior.weights
+        noise = torch.randn(task.draws, *w_zs.shape, generator=generator, dtype=w_zs.dtype)
+        return (RANDOM_INIT_STD * noise).to(w_zs.device).requires_grad_(True)
+
+
+class ZeroshotHead(LinearHead):
+    """`zeroshot` (the report's proposal): W = W_zs, so at step 0 the head is the zero-shot classifier."""
+
+    def init_weight(self, task: Task, generator: torch.Generator) -> torch.Tensor:
+        return _heads(task, self.prior.weights)
+
+
 class Clap:
     """ZS-LP (cosine classifier from W_zs) with CLAP's class-wise L2 pull; validation-free, last epoch.
 
@@ -103,8 +115,8 @@ class Clap:
 
     select = "last"
 
-    def __init__(self, prior: Prior, lr: float):
-        self.prior, self.lr = prior, lr
+    def __init__(self, prior: Prior, cfg: FewshotParams):
+        self.prior, self.lr = prior, cfg.clap.lr
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
         w_zs, scale = self.prior.weights, self.prior.logit_scale
@@ -134,7 +146,7 @@ class LinearProbePP:
 
     select = "val"
 
-    def __init__(self, prior: Prior):
+    def __init__(self, prior: Prior, cfg: FewshotParams):
         self.prior = prior
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -168,11 +180,3 @@ class LinearProbePP:
                 (state["alpha"], self.lr_alpha, 0.0),
             ]
         )
-
-
-TRAINED: dict[str, Callable[[Prior, FewshotParams], TrainedMethod]] = {
-    "random": lambda prior, cfg: LinearHead(prior, "random", cfg.linear.lr, cfg.linear.weight_decay),
-    "zeroshot": lambda prior, cfg: LinearHead(prior, "zeroshot", cfg.linear.lr, cfg.linear.weight_decay),
-    "clap": lambda prior, cfg: Clap(prior, cfg.clap.lr),
-    "lpp": lambda prior, cfg: LinearProbePP(prior),
-}

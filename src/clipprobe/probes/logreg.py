@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.probes import LinearModel
+from clipprobe.probes.linear import LinearModel
 from clipprobe.probes.zeroshot import accuracy
 
 _logger = logging.getLogger(__name__)

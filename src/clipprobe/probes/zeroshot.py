@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.probes import LinearModel
+from clipprobe.probes.linear import LinearModel
 
 
 def zeroshot_weights(text: torch.Tensor) -> torch.Tensor:

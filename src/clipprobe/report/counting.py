@@ -14,11 +14,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from clipprobe import paths
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import pct, profile_name, tower_label
 
-METRICS = Path("metrics/counting.json")
 FIGURE = "figures/counting.png"
 TASKS = {"count": "object count", "position": "quadrant of the largest object"}
 READOUTS = {
@@ -134,11 +134,11 @@ def _verdict(metrics: dict) -> str:
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(METRICS.read_text())
+    metrics = json.loads(paths.COUNTING.read_text())
     profile = profile_name(params)
     _figure(metrics, f"Counting and position: {profile}", out_dir / FIGURE)
     cfg = params.counting
-    model = tower_label(params, cfg.arch, cfg.pretrained)
+    model = tower_label(params)
     dataset = params.data.counting
     tasks = " and the ".join(TASKS.get(task, task) for task in metrics)
     first = next(iter(metrics.values()))

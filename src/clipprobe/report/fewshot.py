@@ -9,24 +9,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from clipprobe import paths
 from clipprobe.params import Params
+from clipprobe.probes.fewshot_registry import METHODS
 from clipprobe.report import figures
 from clipprobe.report.markdown import pct, profile_name
 
-METRICS = Path("metrics/fewshot.json")
-PROBE_METRICS = Path("metrics/probe.json")
-ACC_CSV = Path("plots/fewshot_acc.csv")
-CURVES_CSV = Path("plots/fewshot_curves.csv")
 ACC_FIGURE = "figures/fewshot_acc.png"
 CURVES_FIGURE = "figures/fewshot_curves.png"
-LABELS = {
-    "random": "random init (report's baseline)",
-    "zeroshot": "zero-shot init (report's proposal)",
-    "clap": "CLAP",
-    "lpp": "LP++",
-    "tip": "Tip-Adapter",
-    "gda": "GDA",
-}
+LABELS = {name: info.label for name, info in METHODS.items()}
 CURVE_METHODS = ("random", "zeroshot")
 
 
@@ -155,9 +146,9 @@ def _prototype_paragraph(metrics: dict, linear_probe_acc: float | None) -> str:
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(METRICS.read_text())
-    acc = pd.read_csv(ACC_CSV)
-    curves = pd.read_csv(CURVES_CSV)
+    metrics = json.loads(paths.FEWSHOT.read_text())
+    acc = pd.read_csv(paths.FEWSHOT_ACC)
+    curves = pd.read_csv(paths.FEWSHOT_CURVES)
     profile = profile_name(params)
     shots = [int(k) for k in acc["shots"]]
     methods = [c for c in acc.columns if c in LABELS]
@@ -193,9 +184,9 @@ def render(params: Params, out_dir: Path) -> str:
 
 def _linear_probe_acc() -> float | None:
     """The full linear probe's test accuracy from the probe stage, when it ran."""
-    if not PROBE_METRICS.exists():
+    if not paths.PROBE.exists():
         return None
-    return json.loads(PROBE_METRICS.read_text())["linear_probe"]["acc"]
+    return json.loads(paths.PROBE.read_text())["linear_probe"]["acc"]
 
 
 def _run_paragraph(params: Params) -> str:

@@ -23,10 +23,10 @@ def profile_name(params: Params) -> str:
     return f"custom ({data}, {clip.arch} / {clip.pretrained})"
 
 
-def tower_label(params: Params, arch: str | None, pretrained: str | None) -> str:
-    """Markdown name of the CLIP whose tower a stage read: its own `arch` or, when null, the clip stage's."""
-    if arch:
-        return f"`{arch}` ({pretrained})"
+def tower_label(params: Params) -> str:
+    """Markdown name of the CLIP whose tower counting and the decoders read: `tower.arch`, or the clip stage's."""
+    if params.tower.arch:
+        return f"`{params.tower.arch}` ({params.tower.pretrained})"
     return f"`{params.clip.arch}` ({params.clip.pretrained})"
 
 

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from clipprobe import paths
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import profile_name
 
-CURVE = Path("plots/clip_pretrain.csv")
 FIGURE = "figures/clip_pretrain.png"
 
 
 def render(params: Params, out_dir: Path) -> str:
-    curve = pd.read_csv(CURVE)
+    curve = pd.read_csv(paths.PRETRAIN_CURVE)
     if curve.empty:
         return (
             "## CLIP weights\n\n"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clipprobe import paths
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import lookup, pct, profile_name
 from clipprobe.report.references import PROBE_REFERENCES, references_apply
 
-METRICS = Path("metrics/probe.json")
 FIGURE = "figures/probes.png"
 ROWS = {
     "zeroshot.single": "zero-shot (1 prompt)",
@@ -20,7 +20,7 @@ ROWS = {
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(METRICS.read_text())
+    metrics = json.loads(paths.PROBE.read_text())
     refs_apply = references_apply(params.data.classification, params.clip.arch, params.clip.pretrained)
     figures.probe_bars(
         {label: lookup(metrics, key)["acc"] for key, label in ROWS.items()},

@@ -18,17 +18,14 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from clipprobe.decoders.seg_metrics import IGNORE
-from clipprobe.decoders.segment_models import model_names
+from clipprobe import paths
+from clipprobe.data.store import IGNORE
+from clipprobe.io import load_arrays
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import pct, profile_name, tower_label
 from clipprobe.report.references import PETS_REFERENCE
-from clipprobe.runtime import load_arrays
 
-METRICS = Path("metrics/segment.json")
-CURVES = Path("plots/segment_curves.csv")
-OVERLAYS = Path("segment/overlays")
 CURVES_FIGURE = "figures/segment_curves.png"
 IOU_FIGURE = "figures/segment_iou.png"
 OVERLAY_FIGURE = "figures/segment_overlays.png"
@@ -178,13 +175,13 @@ def _verdict(metrics: dict, models: list[str]) -> str:
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(METRICS.read_text())
-    curves = pd.read_csv(CURVES)
-    overlays = load_arrays(OVERLAYS)
+    metrics = json.loads(paths.SEGMENT.read_text())
+    curves = pd.read_csv(paths.SEGMENT_CURVES)
+    overlays = load_arrays(paths.SEGMENT_OVERLAYS)
     cfg, dataset = params.segment, params.data.segment
-    models = [name for name in model_names(cfg.unet_encoders) if name in metrics]
+    models = [name for name in metrics if name != "majority"]  # the feature decoders, then the UNet11s
     class_names = [str(c) for c in overlays["class_names"]]
-    tower = tower_label(params, cfg.arch, cfg.pretrained)
+    tower = tower_label(params)
     title = f"Segmentation, {profile_name(params)}: {dataset}, frozen tower {tower.replace('`', '')}"
     _curves_figure(curves, models, metrics, title, out_dir / CURVES_FIGURE)
     _iou_figure(metrics, models, class_names, title, out_dir / IOU_FIGURE)
@@ -203,7 +200,7 @@ def render(params: Params, out_dir: Path) -> str:
         f"On `{dataset}` ({cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test images, "
         f"{overlays['images'].shape[1]} px, mask classes {', '.join(class_names)}).{border} "
         f"The frozen ResNet tower of {tower} (attention pool removed, BatchNorm in eval mode) reads the images "
-        f"at {cfg.tower_size} px; its {channels}x{grid}x{grid} pre-pool map feeds UNet11's decoder blocks "
+        f"at {params.tower.size} px; its {channels}x{grid}x{grid} pre-pool map feeds UNet11's decoder blocks "
         "(the map upsampled to each scale stands in for every skip), and the same decoder is fed the pooled "
         f"embedding ({int(overlays['pooled_dim'])}-d) broadcast over the {grid}x{grid} grid. UNet11 (VGG11 encoder "
         f"with real skips, 1/{cfg.unet_width_div} of TernausNet's widths) reads the images themselves. Every "

@@ -14,14 +14,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from clipprobe import paths
+from clipprobe.io import load_arrays
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import profile_name, tower_label
-from clipprobe.runtime import load_arrays
 
-METRICS = Path("metrics/vqvae.json")
-CURVES = Path("plots/vqvae_curves.csv")
-SAMPLES = Path("vqvae/samples")
 FIGURES = {
     "samples": "figures/vqvae_reconstructions.png",
     "random": "figures/vqvae_random_codes.png",
@@ -93,18 +91,20 @@ def _verdict(metrics: dict) -> str:
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(METRICS.read_text())
-    samples = load_arrays(SAMPLES)
+    metrics = json.loads(paths.VQVAE.read_text())
+    samples = load_arrays(paths.VQVAE_SAMPLES)
     cfg = params.vqvae
     profile = profile_name(params)
-    model = tower_label(params, cfg.arch, cfg.pretrained)
+    model = tower_label(params)
     figures.set_style()
     rows = {"ground truth": samples["ground_truth"]}
     rows.update({label: samples[name] for name, label in {**MODELS, **FLOORS}.items()})
     figures.image_grid(rows, f"VQ-VAE test reconstructions: {profile}", out_dir / FIGURES["samples"])
     random_rows = {MODELS[name]: samples[f"{name}_random_codes"] for name in MODELS}
     figures.image_grid(random_rows, f"Decodings of random codes: {profile}", out_dir / FIGURES["random"])
-    _curves_figure(pd.read_csv(CURVES), f"VQ-VAE reconstruction loss: {profile}", out_dir / FIGURES["curves"])
+    _curves_figure(
+        pd.read_csv(paths.VQVAE_CURVES), f"VQ-VAE reconstruction loss: {profile}", out_dir / FIGURES["curves"]
+    )
 
     grid, size = int(metrics["clip_grid"]), int(metrics["image_size"])
     paper = params.data.vqvae == "cifar10"
@@ -116,7 +116,7 @@ def render(params: Params, out_dir: Path) -> str:
         f"{cfg.commitment:g}, decay {cfg.decay:g}), the same decoder family ({cfg.hidden} channels) and budget "
         f"({cfg.epochs} epochs, batch {cfg.batch_size}, Adam {cfg.lr:g}) reconstruct {size}x{size} images. "
         f"The CLIP model reads the frozen ResNet tower of {model} (attention pool removed, BatchNorm in eval "
-        f"mode) at {cfg.tower_size} px: a {grid}x{grid} map, one code per position, through a trainable 1x1 "
+        f"mode) at {params.tower.size} px: a {grid}x{grid} map, one code per position, through a trainable 1x1 "
         "conv. Controls: the same tower with random weights (BatchNorm recalibrated), the pooled embedding "
         "spread over the grid by a per-position linear map, an RGB thumbnail at the grid size upsampled back, "
         "and each image's mean colour. Codebooks start from encodings of the first batch and dead codes are "

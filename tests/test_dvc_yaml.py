@@ -1,0 +1,123 @@
+"""dvc.yaml cannot go stale: every file a stage's code reaches is one of its deps, and its outs are paths.py's.
+
+A stage script's `clipprobe` imports are walked transitively (ast, every import statement of every module
+reached, package __init__ files included); each file reached must lie under one of the stage's deps. A change
+to any of them then reruns the stage, instead of `dvc status` calling stale results up to date.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from pathlib import Path
+
+import pytest
+from dvc.repo import Repo
+
+from clipprobe import paths
+from clipprobe.probes.fewshot_registry import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+# Files a stage may reach without depending on them, because they cannot change a result. They are not
+# walked further: whatever they import is reached, and covered, through the modules that use it.
+NOT_DEPS = {
+    "src/clipprobe/params.py": "validates params.yaml; DVC tracks the values themselves as params",
+    "src/clipprobe/errors.py": "the exception type of one-line errors",
+    "src/clipprobe/stage.py": "the entry-point guard: exit codes and the closing log line",
+}
+# What a module reads besides its imports: data files, and the modules the few-shot registry imports by name.
+ALSO_READS = {
+    "src/clipprobe/models/registry.py": ["src/clipprobe/models/model_configs"],
+    "src/clipprobe/probes/fewshot.py": sorted(  # through fewshot_registry.method_class
+        {f"src/clipprobe/probes/{info.implementation.split(':')[0]}.py" for info in METHODS.values()}
+    ),
+}
+
+
+def _module_file(module: str) -> Path | None:
+    """src/<module>.py or src/<module>/__init__.py, when it is part of this project."""
+    base = SRC.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every clipprobe module an import statement anywhere in `path` names, with its parent packages."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from pkg import x`: x is a submodule or a name defined in pkg
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] == "clipprobe":
+                parts = name.split(".")
+                found.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return found
+
+
+def reached_files(script: Path) -> set[str]:
+    """Repository-relative paths of every project file `script` reaches (see the module docstring)."""
+    todo, seen = [script], set()
+    while todo:
+        path = todo.pop()
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        if rel in NOT_DEPS:
+            continue
+        for extra in ALSO_READS.get(rel, []):
+            todo.append(ROOT / extra) if extra.endswith(".py") else seen.add(extra)
+        if path.suffix == ".py":
+            todo.extend(f for f in map(_module_file, _imported_modules(path)) if f is not None)
+    return seen - set(NOT_DEPS)
+
+
+def _covered(file: str, deps: list[str]) -> bool:
+    return any(file == dep or file.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+def _stages() -> list:
+    with Repo(str(ROOT)) as repo:
+        return list(repo.index.stages)
+
+
+def _script(stage) -> Path:
+    args = shlex.split(stage.cmd)
+    assert args[0] == "python" and args[1].startswith("stages/"), (
+        f"{stage.addressing}: unexpected cmd {stage.cmd}"
+    )
+    return ROOT / args[1]
+
+
+def _deps(stage) -> list[str]:
+    return [Path(dep.def_path).as_posix() for dep in stage.deps if not hasattr(dep, "params")]
+
+
+@pytest.mark.parametrize("stage", _stages(), ids=lambda stage: stage.addressing)
+def test_every_file_a_stage_reaches_is_a_dep(stage):
+    deps = _deps(stage)
+    missing = sorted(f for f in reached_files(_script(stage)) if not _covered(f, deps))
+    assert not missing, f"stage {stage.addressing} uses {missing} but does not depend on them"
+
+
+@pytest.mark.parametrize("stage", _stages(), ids=lambda stage: stage.addressing)
+def test_outs_are_the_paths_the_code_writes(stage):
+    outs = sorted(Path(out.def_path).as_posix() for out in stage.outs)
+    assert outs == sorted(p.as_posix() for p in paths.OUTPUTS[stage.addressing.split("@")[0]])
+
+
+def test_the_walk_sees_imports_through_packages_and_registries():
+    reached = reached_files(ROOT / "stages/fewshot.py")
+    assert {"src/clipprobe/__init__.py", "src/clipprobe/probes/__init__.py"} <= reached
+    assert "src/clipprobe/probes/fewshot_closed.py" in reached  # imported by name through the registry
+    assert "src/clipprobe/probes/fewshot_closed.py" not in reached_files(ROOT / "stages/report.py")
+    assert "src/clipprobe/params.py" not in reached
