@@ -5,7 +5,7 @@ endless, so this draws a fresh held-out set from a seed no pipeline split uses, 
 CLIP, and reruns the few-shot sweep of params.yaml (same support sets, few-shot val sets and recipes) with
 that set in place of the test split. Prints, per shot count and method, the accuracy and the paired difference
 to zero-shot with its 95% interval over draws and held-out images, and the nearest-class-mean diagnostic.
-Run after `dvc repro` (it reads models/clip and features/ and writes nothing).
+Run after `dvc repro` (it reads one seed's models/clip/seed<k> and features/seed<k> and writes nothing).
 
     python bench/fewshot_heldout.py                 # 12000 held-out images
     python bench/fewshot_heldout.py --n 24000 --shots 1 16
@@ -19,9 +19,11 @@ import time
 import numpy as np
 import torch
 
+from clipprobe import paths
+from clipprobe.contracts import load_features
 from clipprobe.data.shapes import generate_shapes
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images, load_features
+from clipprobe.features import embed_images
 from clipprobe.models.clip import load_clip
 from clipprobe.params import load_params
 from clipprobe.probes.fewshot import summarize, sweep_features
@@ -36,30 +38,38 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=12_000, help="held-out images")
     parser.add_argument("--shots", type=int, nargs="+", help="shot counts (default: params.yaml's)")
-    parser.add_argument("--model", default="models/clip", help="CLIP folder written by the clip stage")
-    parser.add_argument("--features", default="features", help="features folder written by the embed stage")
+    parser.add_argument(
+        "--seed", type=int, help="training seed whose CLIP and features to read (default: the first)"
+    )
     args = parser.parse_args()
     params = load_params()
+    seed = params.seeds[0] if args.seed is None else args.seed
     if params.data.classification != "shapes":
         raise SystemExit(f"data.classification: this check needs shapes (got {params.data.classification})")
     device = resolve_device(params.device)
     shapes = params.data.shapes
     start = time.perf_counter()
-    seed = int(np.random.SeedSequence([params.seed, HELDOUT_STREAM]).generate_state(1)[0])
+    heldout_seed = int(np.random.SeedSequence([params.seed, HELDOUT_STREAM]).generate_state(1)[0])
     heldout = generate_shapes(
         args.n,
         shapes.image_size,
-        seed,
+        heldout_seed,
         shapes.captions.model_dump(),
         shapes.min_objects,
         shapes.max_objects,
         workers=params.data.workers,
     )
-    model, _, _ = load_clip(args.model, device=device)
-    image = embed_images(model, heldout.images, device=device, batch_size=params.embed.batch_size)["image"]
-    test = {"image": image, "labels": torch.from_numpy(heldout.labels)}
-    splits, text = load_features(args.features)
-    sweep = sweep_features(params, splits, text, device, test=test, shots=args.shots)
+    model, _, _ = load_clip(paths.clip_dir(seed), device=device)
+    test = embed_images(
+        model,
+        heldout.images,
+        device=device,
+        batch_size=params.embed.batch_size,
+        pre_projection=params.embed.pre_projection,  # ProLIP reads the pre-projection features
+    )
+    test["labels"] = torch.from_numpy(heldout.labels)
+    splits, text = load_features(paths.features_dir(seed))
+    sweep = sweep_features(params, splits, text, seed, device, test=test, shots=args.shots)
     metrics = summarize(sweep)
     print(
         f"{args.n} held-out images ({time.perf_counter() - start:.0f} s): zero-shot "

@@ -2,10 +2,12 @@
 
 Copies the repository's tracked pipeline (dvc.yaml, params.yaml, stages/, src/) into a fresh git + DVC repo
 under a temporary folder, so the run starts from nothing (no DVC cache, no run-cache), then runs each stage
-in the order `dvc repro` would (`dvc repro -s <stage>`), then one whole `dvc repro` that must do nothing.
-Prints one table. Run from the repository root with the project's venv active:
+in the order `dvc repro` would (`dvc repro -s <stage>`: a per-seed stage runs all its seeds), then one whole
+`dvc repro` that must do nothing. Prints one table. Run from the repository root with the venv active, on
+an otherwise idle machine:
 
-    python bench/repro.py                # the embedded default as params.yaml holds it
+    python bench/repro.py                # the embedded default as params.yaml holds it (3 seeds)
+    python bench/repro.py --seeds 0      # the quick one-seed run (dvc exp run -S 'seeds=[0]')
     python bench/repro.py --keep /tmp/r  # keep the repo afterwards (e.g. to inspect outputs)
 """
 
@@ -42,6 +44,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep", type=Path, help="build the repo here and keep it (must not exist)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: params.yaml's)")
     args = parser.parse_args()
     repo = args.keep or Path(tempfile.mkdtemp(prefix="clipprobe-repro-")) / "repo"
     repo.mkdir(parents=True)
@@ -51,6 +54,9 @@ def main() -> None:
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(source, repo / name)
+    if args.seeds:
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        (repo / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": args.seeds}, sort_keys=False))
     dvc = [sys.executable, "-m", "dvc"]
     for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "config", "core.analytics", "false"]):
         _run(cmd, repo)
@@ -58,6 +64,8 @@ def main() -> None:
     rows = [(stage, _run([*dvc, "repro", "-s", stage], repo)) for stage in _stage_order(repo)]
     total = sum(seconds for _, seconds in rows)
     noop = _run([*dvc, "repro"], repo)
+    seeds = yaml.safe_load((repo / "params.yaml").read_text())["seeds"]
+    print(f"seeds {seeds}")
     print(f"{'stage':<12}{'seconds':>9}")
     for stage, seconds in rows:
         print(f"{stage:<12}{seconds:>9.1f}")

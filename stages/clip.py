@@ -1,18 +1,18 @@
-"""clip stage: fetch pretrained open_clip weights, or pretrain the tiny CLIP from scratch on shapes captions."""
+"""clip stage (per seed): fetch pretrained open_clip weights, or pretrain the tiny CLIP from scratch on shapes captions."""
 
 from clipprobe import paths
-from clipprobe.data.store import load_split
+from clipprobe.contracts import load_split
 from clipprobe.io import write_csv
 from clipprobe.models.clip import create_clip, save_clip
 from clipprobe.models.pretrain import PretrainConfig, pretrain_clip
 from clipprobe.params import load_params
-from clipprobe.runtime import resolve_device, seed_everything, show_progress
+from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
 
 
-def main() -> None:
+def main(seed: int) -> None:
     params = load_params()
-    seed_everything(params.seed)
+    start(seed, params.threads)  # the seed fixes the init and the batch order
     cfg = params.clip
     device = resolve_device(params.device)
     model, tokenizer = create_clip(
@@ -28,15 +28,15 @@ def main() -> None:
             pretrain.images,
             pretrain.captions,
             PretrainConfig(**cfg.pretrain.model_dump()),
-            seed=params.seed,
+            seed=seed,
             device=device,
-            progress=show_progress(),
+            progress=True,
         )
         print(f"pretrained {cfg.pretrain.steps} steps: loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}")
     # Written even when empty, so the plots and report have a stable input for every profile.
-    write_csv(paths.PRETRAIN_CURVE, rows, columns=["step", "loss", "logit_scale", "lr"])
-    save_clip(model.cpu(), cfg.arch, cfg.pretrained, paths.CLIP)
+    write_csv(paths.Run(seed).pretrain_curve, rows, columns=["step", "loss", "logit_scale", "lr"])
+    save_clip(model.cpu(), cfg.arch, cfg.pretrained, paths.clip_dir(seed))
 
 
 if __name__ == "__main__":
-    run_stage("clip", main)
+    run_stage("clip", main, per_seed=True)

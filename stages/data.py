@@ -7,13 +7,11 @@ from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.params import load_params
-from clipprobe.runtime import seed_everything
 from clipprobe.stage import run_stage
 
 
 def main() -> None:
     params = load_params()
-    seed_everything(params.seed)
     cfg = params.data
     root, downloads = Path(cfg.root), Path(cfg.downloads)
     # The shapes world is needed by any task that selects it, and always for pretraining a CLIP from scratch.

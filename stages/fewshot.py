@@ -1,22 +1,28 @@
-"""fewshot stage: shot counts x methods x support-set draws on cached features; metrics and per-epoch curves."""
+"""fewshot stage (per seed): shot counts x methods x support-set draws on cached features, and the modes
+experiment (shapes world); metrics, per-image hits, curves."""
 
 from clipprobe import paths
-from clipprobe.features import load_features
-from clipprobe.io import write_csv, write_json
+from clipprobe.contracts import load_features, load_split
+from clipprobe.io import save_arrays, write_csv, write_json
 from clipprobe.params import load_params
 from clipprobe.probes import fewshot
-from clipprobe.runtime import resolve_device, seed_everything, show_progress
+from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
 
 
-def main() -> None:
+def main(seed: int) -> None:
     params = load_params()
-    seed_everything(params.seed)
-    splits, text = load_features(paths.FEATURES)
-    result = fewshot.evaluate(params, splits, text, resolve_device(params.device), progress=show_progress())
-    write_json(paths.FEWSHOT, result["metrics"])
-    write_csv(paths.FEWSHOT_ACC, *result["acc"])
-    write_csv(paths.FEWSHOT_CURVES, *result["curves"])
+    start(seed, params.threads)
+    splits, text = load_features(paths.features_dir(seed))
+    device = resolve_device(params.device)
+    shapes = params.data.classification == "shapes" and params.fewshot.modes.attributes
+    modes_data = {s: load_split(params.data.root, "shapes", s) for s in ("train", "test")} if shapes else None
+    result = fewshot.evaluate(params, splits, text, seed, device, progress=True, modes_data=modes_data)
+    run = paths.Run(seed)
+    write_json(run.fewshot, result["metrics"])
+    save_arrays(run.fewshot_hits, result["hits"])
+    write_csv(run.fewshot_curves, *result["curves"])
+    write_json(run.modes, result["modes"])
     metrics = result["metrics"]
     print(f"zero-shot {metrics['zeroshot_acc']:.4f}")
     for k in params.shots:
@@ -25,4 +31,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("fewshot", main)
+    run_stage("fewshot", main, per_seed=True)

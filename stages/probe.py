@@ -1,29 +1,27 @@
-"""probe stage: zero-shot (one prompt and the template ensemble) and the full linear probe on cached features."""
+"""probe stage (per seed): zero-shot (one prompt and the template ensemble) and the full linear probe."""
 
 from clipprobe import paths
-from clipprobe.features import load_features
-from clipprobe.io import write_csv, write_json
+from clipprobe.contracts import load_features
+from clipprobe.io import save_arrays, write_csv, write_json
 from clipprobe.params import load_params
 from clipprobe.probes import classify
-from clipprobe.runtime import resolve_device, seed_everything
+from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
 
 
-def main() -> None:
+def main(seed: int) -> None:
     params = load_params()
-    seed_everything(params.seed)
-    splits, text = load_features(paths.FEATURES)
+    start(seed, params.threads)
+    splits, text = load_features(paths.features_dir(seed))
     result = classify.evaluate(
         splits, text, params.embed.ensemble, params.probe, resolve_device(params.device)
     )
-    write_json(paths.PROBE, result["metrics"])
-    write_csv(paths.PROBE_C_SEARCH, result["c_search"], columns=["C", "val_acc"])
-    zs, lp = result["metrics"]["zeroshot"], result["metrics"]["linear_probe"]
-    print(
-        f"zero-shot {zs['single']['acc']:.4f} (1 prompt), {zs['ensemble']['acc']:.4f} (ensemble); "
-        f"linear probe {lp['acc']:.4f} (C={lp['C']:.4g})"
-    )
+    run = paths.Run(seed)
+    write_json(run.probe, result["metrics"])
+    save_arrays(run.probe_hits, result["hits"])
+    write_csv(run.probe_c_search, result["c_search"], columns=["C", "val_acc"])
+    print(", ".join(f"{name} {result['metrics'][name]['acc1']:.4f}" for name in classify.READOUTS))
 
 
 if __name__ == "__main__":
-    run_stage("probe", main)
+    run_stage("probe", main, per_seed=True)

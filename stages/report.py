@@ -3,11 +3,19 @@
 from clipprobe import paths
 from clipprobe.io import atomic_write
 from clipprobe.params import load_params
-from clipprobe.report import counting, fewshot, figures, pretrain, probe, segment, vqvae
+from clipprobe.report import counting, fewshot, figures, modes, pretrain, probe, segment, vqvae
 from clipprobe.report.markdown import render_report
 from clipprobe.stage import run_stage
 
-SECTIONS = (pretrain, probe, fewshot, counting, vqvae, segment)  # each: render(params, out_dir) -> markdown
+SECTIONS = (
+    pretrain,
+    probe,
+    fewshot,
+    modes,
+    counting,
+    vqvae,
+    segment,
+)  # each: render(params, out_dir) -> markdown
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""vqvae stage: a VQ-VAE on the frozen CLIP ResNet tower vs the tutorial's plain VQ-VAE, with controls."""
+"""vqvae stage (per seed): a VQ-VAE on the frozen CLIP ResNet tower vs the tutorial's plain VQ-VAE, with controls."""
 
 from clipprobe import paths
 from clipprobe.decoders import vqvae
@@ -6,23 +6,25 @@ from clipprobe.decoders.inputs import first_images
 from clipprobe.io import save_arrays, write_csv, write_json
 from clipprobe.models.tower import tower_clip
 from clipprobe.params import load_params
-from clipprobe.runtime import resolve_device, seed_everything
+from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
 
 
-def main() -> None:
+def main(seed: int) -> None:
     params = load_params()
-    seed_everything(params.seed)
+    start(seed, params.threads)  # the seed fixes the inits, the batch order and the random-weight tower
     device = resolve_device(params.device)
     cfg = params.vqvae
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     splits = first_images(params.data.root, params.data.vqvae, sizes, "vqvae")
-    model, _ = tower_clip(params.tower, clip_dir=paths.CLIP, downloads=params.data.downloads, device=device)
-    result = vqvae.evaluate(model, splits, cfg, tower_size=params.tower.size, seed=params.seed, device=device)
-    write_csv(paths.VQVAE_CURVES, *result["curves"])
-    save_arrays(paths.VQVAE_SAMPLES, result["samples"])
-    write_json(paths.VQVAE, result["metrics"])
+    clip_dir = paths.clip_dir(seed)
+    model, _ = tower_clip(params.tower, clip_dir=clip_dir, downloads=params.data.downloads, device=device)
+    result = vqvae.evaluate(model, splits, cfg, tower_size=params.tower.size, seed=seed, device=device)
+    run = paths.Run(seed)
+    write_csv(run.vqvae_curves, *result["curves"])
+    save_arrays(run.vqvae_samples, result["samples"])
+    write_json(run.vqvae, result["metrics"])
 
 
 if __name__ == "__main__":
-    run_stage("vqvae", main)
+    run_stage("vqvae", main, per_seed=True)

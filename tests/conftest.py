@@ -1,5 +1,9 @@
 """Shared test setup: never touch the network; fixtures several test modules use."""
 
+# isort: off
+import clipprobe  # noqa: F401  (first: pins the CPU kernels before torch loads, as in every stage)
+
+# isort: on
 import os
 from pathlib import Path
 
@@ -35,3 +39,13 @@ def tiny_clip():
 def default_raw() -> dict:
     """The committed params.yaml as a plain mapping (copy it before editing: see helpers.edited)."""
     return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """The pipeline reproduced once with tiny params (two seeds) in a fresh git + DVC repo, committed."""
+    from pipeline_repo import ROOT as _ROOT
+    from pipeline_repo import TINY, make_repo
+
+    path = tmp_path_factory.mktemp("pipeline")
+    return make_repo(path, TINY, extra={"fewshot_heldout.py": _ROOT / "bench" / "fewshot_heldout.py"})

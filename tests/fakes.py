@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -200,3 +203,44 @@ def write_fake_pets(downloads: Path, n_trainval: int, n_test: int) -> tuple[tupl
                 tar.addfile(info, io.BytesIO(data))
         resources.append((f"http://127.0.0.1:9/pets/{name}", _md5((folder / name).read_bytes())))
     return tuple(resources)
+
+
+# ---------------------------------------------------------------------------------------------- CLEVR
+
+
+def write_fake_clevr(downloads: Path, n: dict[str, int]) -> str:
+    """downloads/clevr/CLEVR_v1.0.zip laid out like the real archive (RGBA renders, 3:2, scene JSONs).
+
+    Image i of split s is flat: R = i, G = 20 * count, B = 100 * (s == "val"), so any mix-up shows.
+    Returns the archive's md5.
+    """
+    archive = downloads / "clevr" / "CLEVR_v1.0.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split, size in n.items():
+            scenes = []
+            for i in range(size):
+                name = f"CLEVR_{split}_{i:06d}.png"
+                count = 3 + i % 2  # two counts: any seeded draw of more than half the images holds both
+                pixel = (i, 20 * count, 100 * (split == "val"), 255)
+                buffer = io.BytesIO()
+                Image.new("RGBA", (48, 32), pixel).save(buffer, format="PNG")
+                zf.writestr(f"CLEVR_v1.0/images/{split}/{name}", buffer.getvalue())
+                objects = [{"shape": "cube", "size": "large", "pixel_coords": [10, 10, 5.0]}] * count
+                scenes.append({"image_index": i, "image_filename": name, "split": split, "objects": objects})
+            if split != "test":  # the real test split has no scenes
+                zf.writestr(f"CLEVR_v1.0/scenes/CLEVR_{split}_scenes.json", json.dumps({"scenes": scenes}))
+    return hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def put_in_hf_cache(cache_dir: Path, repo: str, state_dict: dict) -> None:
+    """The layout hf_hub_download reads offline: refs/main -> snapshots/<commit>/<file>."""
+    commit = "0" * 40
+    folder = cache_dir / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, folder / "snapshots" / commit / "open_clip_pytorch_model.bin")

@@ -1,12 +1,12 @@
 """open_clip models by (arch, pretrained): tiny configs, tag / checkpoint-file routes, save/load, offline errors."""
 
 import json
-from pathlib import Path
 
 import huggingface_hub
 import open_clip
 import pytest
 import torch
+from fakes import put_in_hf_cache
 from helpers import one_line
 from open_clip.transformer import QuickGELU
 
@@ -42,16 +42,6 @@ def fake_tags(monkeypatch):
         "quick": pretrained._pcfg(hf_hub="clipprobe/tiny-rn-quick/", quick_gelu=True),
     }
     monkeypatch.setitem(pretrained._PRETRAINED, "clipprobe-tiny-rn", tags)
-
-
-def _put_in_hf_cache(cache_dir: Path, repo: str, state_dict: dict) -> None:
-    """The layout hf_hub_download reads offline: refs/main -> snapshots/<commit>/<file>."""
-    commit = "0" * 40
-    folder = cache_dir / f"models--{repo.replace('/', '--')}"
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(commit)
-    (folder / "snapshots" / commit).mkdir(parents=True)
-    torch.save(state_dict, folder / "snapshots" / commit / "open_clip_pytorch_model.bin")
 
 
 def _outputs(model, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,8 +124,8 @@ def test_save_load_round_trip_is_exact(tmp_path):
 
 def test_cached_tag_loads_offline_and_keeps_quick_gelu_through_save_load(offline, fake_tags, tmp_path):
     source, tokenizer = _scratch(seed=4)
-    _put_in_hf_cache(tmp_path / "cache", "clipprobe/tiny-rn-quick", source.state_dict())
-    _put_in_hf_cache(tmp_path / "cache", "clipprobe/tiny-rn-plain", source.state_dict())
+    put_in_hf_cache(tmp_path / "cache", "clipprobe/tiny-rn-quick", source.state_dict())
+    put_in_hf_cache(tmp_path / "cache", "clipprobe/tiny-rn-plain", source.state_dict())
     plain, _ = create_clip("clipprobe-tiny-rn", "plain", cache_dir=tmp_path / "cache")
     quick, _ = create_clip("clipprobe-tiny-rn", "quick", cache_dir=tmp_path / "cache")
     assert torch.equal(_outputs(plain, tokenizer)[1], _outputs(source, tokenizer)[1])
@@ -196,10 +186,14 @@ def test_checkpoint_of_another_arch_or_garbage_is_an_error(tmp_path):
 
 
 def test_load_clip_names_the_missing_file(tmp_path):
-    with pytest.raises(ClipprobeError, match=r"model\.json: not found \(run the clip stage\)"):
+    with pytest.raises(
+        ClipprobeError, match=r"model\.json: expected a file, found nothing there \(written by the clip stage"
+    ):
         load_clip(tmp_path / "nothing")
     model, _ = _scratch()
     save_clip(model, "clipprobe-tiny-rn", "scratch", tmp_path / "clip")
     (tmp_path / "clip" / "weights.pt").unlink()
-    with pytest.raises(ClipprobeError, match=r"weights\.pt: not found \(run the clip stage\)"):
+    with pytest.raises(
+        ClipprobeError, match=r"weights\.pt: expected a file, found nothing there \(written by the clip stage"
+    ):
         load_clip(tmp_path / "clip")

@@ -1,22 +1,21 @@
 """Counting and position probes: labels on hand-placed scenes, the frozen pre-pool tower, the stage end to end."""
 
 import copy
-import hashlib
-import io
 import json
+import re
 import runpy
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from fakes import write_fake_clevr
 from helpers import one_line
 from open_clip.modified_resnet import ModifiedResNet
-from PIL import Image
 from torchvision.datasets import CLEVRClassification
 
+from clipprobe.contracts import Runs, load_arrays, load_meta, load_split
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.shapes import (
@@ -26,9 +25,9 @@ from clipprobe.data.shapes import (
     generate_shapes_dataset,
     render_objects,
 )
-from clipprobe.data.store import load_meta, load_split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features import embed_images
+from clipprobe.io import save_arrays, write_json
 from clipprobe.models.clip import create_clip, mean_std, save_clip
 from clipprobe.models.registry import has_attnpool_map
 from clipprobe.models.tower import FrozenTower, tower_clip
@@ -38,11 +37,13 @@ from clipprobe.probes.counting import (
     QUADRANTS,
     count_phrase,
     count_task,
-    majority_accuracy,
+    majority_hits,
     position_task,
     quadrant_labels,
     tower_features,
 )
+from clipprobe.probes.counting import READOUTS as counting_readouts
+from clipprobe.summary import counting as summary_counting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +112,12 @@ def test_count_phrases_and_unseen_counts():
     counts = {"train": np.array([3, 4, 4]), "val": np.array([4]), "test": np.array([5])}
     with pytest.raises(ClipprobeError, match="test split holds counts \\[5\\]"):
         count_task(counts, ["{}"], ("object", "objects"), False)
-    assert majority_accuracy(torch.tensor([0, 1, 1]), torch.tensor([1, 1, 0, 1]), 2) == 0.75
+    assert majority_hits(torch.tensor([0, 1, 1]), torch.tensor([1, 1, 0, 1]), 2).tolist() == [
+        True,
+        True,
+        False,
+        True,
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- the tower
@@ -183,7 +189,8 @@ def test_null_tower_arch_over_a_vit_clip_is_one_line_naming_the_key(tmp_path):
     model, _ = create_clip("clipprobe-tiny-vit", "scratch")
     save_clip(model, "clipprobe-tiny-vit", "scratch", tmp_path / "clip")
     with pytest.raises(ClipprobeError) as info:
-        tower_clip(None, None, clip_dir=tmp_path / "clip", cache_dir=tmp_path, device=torch.device("cpu"))
+        choice = load_params(ROOT / "params.yaml").tower  # arch null
+        tower_clip(choice, clip_dir=tmp_path / "clip", downloads=tmp_path, device=torch.device("cpu"))
     assert one_line(info).startswith("tower.arch: null reads the clip stage's clipprobe-tiny-vit")
 
 
@@ -198,11 +205,15 @@ def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny_clip, default_ra
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     sizes = {"pretrain": 1, "train": 96, "val": 48, "test": 48}
     generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)
-    save_clip(model, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
+    save_clip(model, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip/seed0")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(ROOT / "stages/counting.py"))["main"]()
+    runpy.run_path(str(ROOT / "stages/counting.py"))["main"](0)
 
-    metrics = json.loads((tmp_path / "metrics/counting.json").read_text())
+    metrics = json.loads((tmp_path / "runs/seed0/counting.json").read_text())
+    hits = load_arrays(tmp_path / "runs/seed0/counting_hits", "counting")
+    assert sorted(hits) == sorted(f"{t}_{r}" for t in ("count", "position") for r in counting_readouts)
+    assert all(h.shape == (48,) and h.dtype == bool for h in hits.values())
+    assert hits["count_majority"].mean() == pytest.approx(metrics["count"]["majority"]["acc"])
     assert set(metrics) == {"count", "position"}
     for task, n_classes in (("count", 3), ("position", 4)):
         result = metrics[task]
@@ -217,38 +228,13 @@ def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny_clip, default_ra
 # ---------------------------------------------------------------------------------------------- CLEVR
 
 
-def _write_fake_clevr(downloads: Path, n: dict[str, int]) -> str:
-    """downloads/clevr/CLEVR_v1.0.zip laid out like the real archive (RGBA renders, 3:2, scene JSONs).
-
-    Image i of split s is flat: R = i, G = 20 * count, B = 100 * (s == "val"), so any mix-up shows.
-    Returns the archive's md5.
-    """
-    archive = downloads / "clevr" / "CLEVR_v1.0.zip"
-    archive.parent.mkdir(parents=True)
-    with zipfile.ZipFile(archive, "w") as zf:
-        for split, size in n.items():
-            scenes = []
-            for i in range(size):
-                name = f"CLEVR_{split}_{i:06d}.png"
-                count = 3 + (7 * i + len(split)) % 8
-                pixel = (i, 20 * count, 100 * (split == "val"), 255)
-                buffer = io.BytesIO()
-                Image.new("RGBA", (48, 32), pixel).save(buffer, format="PNG")
-                zf.writestr(f"CLEVR_v1.0/images/{split}/{name}", buffer.getvalue())
-                objects = [{"shape": "cube", "size": "large", "pixel_coords": [10, 10, 5.0]}] * count
-                scenes.append({"image_index": i, "image_filename": name, "split": split, "objects": objects})
-            if split != "test":  # the real test split has no scenes
-                zf.writestr(f"CLEVR_v1.0/scenes/CLEVR_{split}_scenes.json", json.dumps({"scenes": scenes}))
-    return hashlib.md5(archive.read_bytes()).hexdigest()
-
-
 def test_clevr_from_a_fake_archive_offline(tmp_path, monkeypatch):
     downloads, root = tmp_path / "downloads", tmp_path / "data"
     with pytest.raises(
         ClipprobeError, match=r"CLEVR not found in .*clevr/ and downloading is off; put CLEVR_v1.0.zip"
     ):
         prepare_clevr(downloads, root, {"train": 4, "val": 2, "test": 3}, 16, seed=0, download=False)
-    md5 = _write_fake_clevr(downloads, {"train": 12, "val": 6, "test": 2})
+    md5 = write_fake_clevr(downloads, {"train": 12, "val": 6, "test": 2})
     monkeypatch.setattr(CLEVRClassification, "_MD5", md5)
     prepare_clevr(downloads, root, {"train": 4, "val": 2, "test": 3}, 16, seed=0, download=False)
 
@@ -262,23 +248,30 @@ def test_clevr_from_a_fake_archive_offline(tmp_path, monkeypatch):
         assert (g == 20 * split.counts).all() and (split.labels == split.counts - 3).all()
         assert (b == (100 if name == "test" else 0)).all()  # test comes from CLEVR's val split
         ids[name] = set(r.tolist())
-        assert (split.counts == 3 + (7 * r + len("val" if name == "test" else "train")) % 8).all()
+        assert (split.counts == 3 + r % 2).all()
     assert not ids["train"] & ids["val"] and len(ids["train"]) == 4 and len(ids["test"]) == 3
 
 
 # ---------------------------------------------------------------------------------------------- report
 
 
-def _task_metrics(zeroshot: float, pooled: float, prepool: float, majority: float, chance: float) -> dict:
-    probe = {"val_acc": 0.5, "C": 1.0}
-    return {
-        "zeroshot": {"acc": zeroshot},
-        "pooled_probe": {"acc": pooled, **probe},
-        "prepool_probe": {"acc": prepool, **probe, "dim": 2048.0},
-        "majority": {"acc": majority},
-        "chance": chance,
-        "n_test": 2000.0,
-    }
+def _write_counting_runs(
+    root: Path, accuracies: dict[str, tuple[float, ...]], seeds=(0, 1, 2), n=2000
+) -> None:
+    """runs/seed<k>/counting.json and counting_hits as the counting stage writes them, each readout's hits
+    independent Bernoulli(acc) draws per test image and seed."""
+    rng = np.random.default_rng(0)
+    readouts = ("zeroshot", "pooled_probe", "prepool_probe", "majority")
+    for seed in seeds:
+        metrics, hits = {}, {}
+        for task, (zeroshot, pooled, prepool, majority, chance) in accuracies.items():
+            metrics[task] = {"chance": chance, "n_test": float(n)}
+            for name, acc in zip(readouts, (zeroshot, pooled, prepool, majority), strict=True):
+                hit = rng.random(n) < acc
+                hits[f"{task}_{name}"] = hit
+                metrics[task][name] = {"acc": float(hit.mean()), "val_acc": 0.5, "C": 1.0, "dim": 2048.0}
+        write_json(root / f"runs/seed{seed}/counting.json", metrics)
+        save_arrays(root / f"runs/seed{seed}/counting_hits", hits)
 
 
 @pytest.mark.parametrize(
@@ -290,23 +283,18 @@ def _task_metrics(zeroshot: float, pooled: float, prepool: float, majority: floa
         ((0.34, 0.35, 0.36), (0.25, 0.26, 0.26), "Inconclusive"),
     ],
 )
-def test_report_verdict_follows_the_numbers(tmp_path, monkeypatch, count, position, verdict):
+def test_report_verdict_follows_the_claims_over_seeds(tmp_path, monkeypatch, count, position, verdict):
     from clipprobe.report.counting import render
 
     monkeypatch.chdir(tmp_path)
-    metrics = {"count": _task_metrics(*count, 0.35, 1 / 3), "position": _task_metrics(*position, 0.26, 0.25)}
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/counting.json").write_text(json.dumps(metrics))
+    _write_counting_runs(tmp_path, {"count": (*count, 0.35, 1 / 3), "position": (*position, 0.26, 0.25)})
+    summary = {"seeds": [0, 1, 2], "counting": summary_counting(Runs([0, 1, 2]))}
+    write_json(tmp_path / "results/summary.json", summary)
     section = render(load_params(ROOT / "params.yaml"), tmp_path / "reports")
 
     assert (tmp_path / "reports/figures/counting.png").stat().st_size > 0
     assert "![Counting and position readouts](figures/counting.png)" in section
-    assert (
-        f"| probe: pre-pool map | **{100 * count[2]:.2f}** (C = 1) | **{100 * position[2]:.2f}** (C = 1) |"
-        in section
-    )
+    assert re.search(r"\| probe: pre-pool map \| \*\*\d+\.\d\d ± \d+\.\d\d\*\* \|", section)
     assert verdict in section
     if count[0] == 0.35:  # zero-shot at the majority level is reported with a reason
-        assert (
-            "zero-shot (prompt ensemble) on the object count (35.00%) does not beat the majority" in section
-        )
+        assert "zero-shot (prompt ensemble) on the object count (likely the pretraining captions" in section

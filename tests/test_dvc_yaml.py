@@ -110,9 +110,19 @@ def test_every_file_a_stage_reaches_is_a_dep(stage):
 
 
 @pytest.mark.parametrize("stage", _stages(), ids=lambda stage: stage.addressing)
+def test_every_code_dep_is_used(stage):
+    """No stale code dep either: a change to a file the stage does not use would rerun it for nothing."""
+    reached = reached_files(_script(stage))
+    code = [dep for dep in _deps(stage) if dep.startswith(("src/", "stages/"))]
+    unused = [dep for dep in code if not any(_covered(f, [dep]) for f in reached)]
+    assert not unused, f"stage {stage.addressing} depends on {unused} but never uses them"
+
+
+@pytest.mark.parametrize("stage", _stages(), ids=lambda stage: stage.addressing)
 def test_outs_are_the_paths_the_code_writes(stage):
+    name, _, seed = stage.addressing.partition("@")
     outs = sorted(Path(out.def_path).as_posix() for out in stage.outs)
-    assert outs == sorted(p.as_posix() for p in paths.OUTPUTS[stage.addressing.split("@")[0]])
+    assert outs == sorted(p.as_posix() for p in paths.outputs(name, int(seed) if seed else None))
 
 
 def test_the_walk_sees_imports_through_packages_and_registries():

@@ -3,7 +3,6 @@
 import copy
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ import torch.nn.functional as F
 import yaml
 from helpers import one_line
 
+from clipprobe.contracts import load_arrays
 from clipprobe.errors import ClipprobeError
-from clipprobe.params import FewshotParams, load_params, parse_params
+from clipprobe.params import FewshotParams, parse_params
 from clipprobe.probes import fewshot
 from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
 from clipprobe.probes.fewshot_methods import Prior, ZeroshotHead
@@ -26,7 +26,7 @@ from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weight
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
-N_CLASSES, DIM, SCALE = 6, 16, 30.0
+N_CLASSES, DIM, PRE_DIM, SCALE = 6, 16, 24, 30.0
 FEWSHOT_INITS = list(METHODS)
 CFG = FewshotParams(
     inits=FEWSHOT_INITS,
@@ -36,6 +36,8 @@ CFG = FewshotParams(
     val_per_class=4,
     linear={"lr": 0.01, "weight_decay": 0.0},
     clap={"lr": 0.1},
+    prolip={"lr": 0.01},
+    modes={"attributes": [], "shots": [2], "draws": 2, "epochs": 10},
     tip={"alphas": [0.0, 0.1, 1.0], "betas": [1.0, 4.0]},
     gda={"alphas": [0.0, 0.1, 1.0]},
 )
@@ -45,30 +47,46 @@ def _cfg(**recipes) -> FewshotParams:
     return CFG.model_copy(update={k: getattr(CFG, k).model_copy(update=v) for k, v in recipes.items()})
 
 
-def _split(n_per_class: int, generator: torch.Generator, means: torch.Tensor) -> dict:
+def _split(n_per_class: int, generator: torch.Generator, means: torch.Tensor, projection: dict) -> dict:
+    """Pre-projection features around class means, projected by `projection` as CLIP's last layer would."""
     labels = torch.arange(N_CLASSES).repeat_interleave(n_per_class)
     labels = labels[torch.randperm(len(labels), generator=generator)]
-    image = 2.0 + means[labels] + 1.5 * torch.randn(len(labels), DIM, generator=generator)
-    return {"image": image, "image_norm": F.normalize(image, dim=-1), "labels": labels}
+    pre = 2.0 + means[labels] + 1.5 * torch.randn(len(labels), PRE_DIM, generator=generator)
+    image = pre @ projection["weight"].T + projection["bias"]
+    return {"image": image, "image_norm": F.normalize(image, dim=-1), "image_pre": pre, "labels": labels}
 
 
 @pytest.fixture(scope="module")
 def features() -> dict:
     """Synthetic CLIP-like features: noisy class means, text embeddings near (not at) the image means."""
     g = torch.Generator().manual_seed(0)
-    means = 3 * torch.randn(N_CLASSES, DIM, generator=g)
-    text = (means + 2 * torch.randn(2, N_CLASSES, DIM, generator=g)) * 5  # (T, C, D), raw scale 5
+    means = 3 * torch.randn(N_CLASSES, PRE_DIM, generator=g)
+    projection = {
+        "weight": torch.randn(DIM, PRE_DIM, generator=g) / PRE_DIM**0.5,
+        "bias": 0.1 * torch.randn(DIM, generator=g),
+    }
+    image_means = means @ projection["weight"].T + projection["bias"]
+    text = (image_means + 0.7 * torch.randn(2, N_CLASSES, DIM, generator=g)) * 5  # (T, C, D), raw scale 5
     return {
-        "train": _split(12, g, means),
-        "val": _split(5, g, means),
-        "test": _split(30, g, means),
+        "train": _split(12, g, means, projection),
+        "val": _split(5, g, means, projection),
+        "test": _split(30, g, means, projection),
         "text": text,
+        "projection": projection,
     }
 
 
 def _sweep(features, shots, cfg=CFG):
     return fewshot.run_sweep(
-        features["train"], features["val"], features["test"], features["text"], SCALE, shots, cfg, seed=0
+        features["train"],
+        features["val"],
+        features["test"],
+        features["text"],
+        SCALE,
+        shots,
+        cfg,
+        seed=0,
+        projection=features["projection"],
     )
 
 
@@ -86,10 +104,13 @@ def test_zeroshot_init_reproduces_zeroshot_accuracy_exactly_at_step_0(features, 
     zs = _zeroshot_acc(features)
     assert sweep.zeroshot_acc == zs
     for k in (1, 4):
-        trace = sweep.results[k]["zeroshot"].trace
-        assert trace.epochs[0] == 0
-        assert torch.equal(trace.test[0], torch.full((CFG.draws,), zs, dtype=torch.float64))
+        for name in ("zeroshot", "prolip"):  # ProLIP starts at the pretrained projection: zero-shot exactly
+            trace = sweep.results[k][name].trace
+            assert trace.epochs[0] == 0
+            assert torch.equal(trace.test[0], torch.full((CFG.draws,), zs, dtype=torch.float64)), name
+            assert torch.equal(trace.test_hits[0], sweep.zeroshot_hits.expand_as(trace.test_hits[0])), name
     assert fewshot.summarize(sweep)["shots_1"]["zeroshot"]["acc_init"] == zs
+    assert fewshot.summarize(sweep)["shots_1"]["prolip"]["acc_init"] == zs
 
 
 def test_zeroshot_head_logits_equal_zeroshot_logits_bit_for_bit(features):
@@ -268,6 +289,7 @@ def test_summary_is_plain_floats_under_string_keys(sweep):
         "delta_random_ci95",
         "acc_init",
         "acc_last",
+        "epoch_chosen",
     }
 
     def leaves(node):
@@ -276,23 +298,6 @@ def test_summary_is_plain_floats_under_string_keys(sweep):
 
     assert all(type(v) is float and math.isfinite(v) for v in leaves(metrics))
     json.dumps(metrics)
-
-
-def test_paired_interval_counts_draws_and_test_images():
-    reference = torch.tensor([0, 1, 0, 0], dtype=torch.bool)
-    hits = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
-    # differences [[1, 0, 0, 0], [1, -1, 1, 0]]: no draw variance; column means [1, -0.5, 0.5, 0] (variance
-    # 5/12, over 4 images 5/48), residual mean square 1/3 (over 2 x 4 cells 2/48): variance 3/48, dof 3
-    mean, half = fewshot.paired_interval(hits, reference)
-    assert mean == pytest.approx(0.25) and half == pytest.approx(3.182446305284263 * 0.25)
-    # differences [[1, 0], [0, 0]]: draws and images each 1/16, minus the interaction 1/16; dof 2
-    mean, half = fewshot.paired_interval(
-        torch.tensor([[1, 0], [0, 0]], dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
-    )
-    assert mean == pytest.approx(0.25) and half == pytest.approx(4.302652729911275 * 0.25)
-    assert fewshot.paired_interval(hits, hits) == (0.0, 0.0)
-    wider = fewshot.paired_interval(hits[:, :2], reference[:2])[1]
-    assert wider > fewshot.paired_interval(hits[:, :2].repeat(1, 8), reference[:2].repeat(8))[1]
 
 
 def test_selected_hits_are_each_draws_chosen_evaluation_point():
@@ -314,54 +319,44 @@ def test_class_mean_classifier_is_nearest_normalised_train_mean(features):
     assert torch.equal(hits, (test_x @ means.T).argmax(dim=-1) == test_y) and hits.float().mean() > 0.5
 
 
-def test_stage_writes_metrics_plots_and_the_report_section(tmp_path, features, default_raw):
+def test_stage_writes_metrics_hits_and_curves_per_seed(tmp_path, features, default_raw):
     raw = copy.deepcopy(default_raw)
     raw.update(shots=2, device="cpu", fewshot=CFG.model_dump())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    (tmp_path / "features").mkdir()
+    folder = tmp_path / "features/seed3"
+    folder.mkdir(parents=True)
     for split in ("train", "val", "test"):
-        torch.save(features[split], tmp_path / "features" / f"{split}.pt")
+        torch.save(features[split], folder / f"{split}.pt")
     ensemble = raw["embed"]["ensemble"]
     text = {
         "class_names": [f"c{i}" for i in range(N_CLASSES)],
         "logit_scale": SCALE,
         "text": {"single": features["text"][:1], ensemble: features["text"]},
+        "projection": features["projection"],
     }
-    torch.save(text, tmp_path / "features" / "text.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torch.save(text, folder / "text.pt")
     run = subprocess.run(
-        [sys.executable, str(ROOT / "stages/fewshot.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, str(ROOT / "stages/fewshot.py"), "3"], cwd=tmp_path, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
-    metrics = json.loads((tmp_path / "metrics/fewshot.json").read_text())
+    assert run.stdout.splitlines()[-1].startswith(
+        "fewshot@3: wrote runs/seed3/fewshot.json, runs/seed3/fewshot_hits"
+    )
+    metrics = json.loads((tmp_path / "runs/seed3/fewshot.json").read_text())
     assert set(metrics["shots_2"]) == set(FEWSHOT_INITS)
-    header = (tmp_path / "plots/fewshot_acc.csv").read_text().splitlines()[0]
-    assert header == "shots,zeroshot_classifier," + ",".join(FEWSHOT_INITS)
-    curves = (tmp_path / "plots/fewshot_curves.csv").read_text().splitlines()
+    hits = load_arrays(tmp_path / "runs/seed3/fewshot_hits", "fewshot")
+    assert hits["shots2_random"].shape == (CFG.draws, len(features["test"]["labels"]))
+    assert hits["shots2_gda"].mean() == pytest.approx(metrics["shots_2"]["gda"]["acc"])
+    curves = (tmp_path / "runs/seed3/fewshot_curves.csv").read_text().splitlines()
     assert curves[0].startswith("shots,epoch,random_test,random_val,zeroshot_test,zeroshot_val")
     assert len(curves) == 1 + CFG.epochs // CFG.eval_every + 1
-
-    from clipprobe.report import fewshot as report
-
-    cwd = os.getcwd()
-    try:
-        os.chdir(tmp_path)
-        section = report.render(load_params(), tmp_path / "reports")
-    finally:
-        os.chdir(cwd)
-    assert (tmp_path / "reports" / report.ACC_FIGURE).stat().st_size > 0
-    assert (tmp_path / "reports" / report.CURVES_FIGURE).stat().st_size > 0
-    assert section.startswith("## Few-shot") and "| 2 |" in section
 
 
 def test_every_registered_method_is_implemented_with_the_shared_constructor():
     weights = zeroshot_weights(torch.randn(1, N_CLASSES, DIM))
+    projection = (torch.randn(DIM, PRE_DIM), torch.zeros(DIM))
     for name in METHODS:
-        method = method_class(name)(Prior(weights, SCALE, torch.ones(N_CLASSES)), CFG)
+        method = method_class(name)(Prior(weights, SCALE, torch.ones(N_CLASSES), projection), CFG)
         trained = all(hasattr(method, attr) for attr in ("init", "logits", "penalty", "optimizer", "select"))
         assert trained != hasattr(method, "run"), name
 

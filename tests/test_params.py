@@ -57,6 +57,7 @@ PAPER = {
     "segment.unet_encoders": ["imagenet", "scratch"],
     "segment.unet_width_div": 1,
     "fewshot.draws": 20,
+    "fewshot.modes.attributes": [],
 }
 
 
@@ -152,12 +153,12 @@ def _error_for(raw: dict) -> str:
         (
             "fewshot.inits",
             ["random", "magic"],
-            "fewshot.inits: each of random, zeroshot, clap, lpp, tip, gda at most once (unknown method 'magic')",
+            "fewshot.inits: each of random, zeroshot, clap, lpp, tip, gda, prolip at most once (unknown method 'magic')",
         ),
         (
             "fewshot.inits",
             ["random", "random"],
-            "fewshot.inits: each of random, zeroshot, clap, lpp, tip, gda at most once (a method listed twice)",
+            "fewshot.inits: each of random, zeroshot, clap, lpp, tip, gda, prolip at most once (a method listed twice)",
         ),
     ],
 )
@@ -198,7 +199,7 @@ def test_validation_never_imports_torch():
 def test_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path, default_raw):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(edited(default_raw, "probe.C", "best")))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages/probe.py")], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, str(ROOT / "stages/probe.py"), "0"], cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 2
     assert result.stderr == "error: params.yaml: probe.C: must be a positive number or 'auto' (got 'best')\n"

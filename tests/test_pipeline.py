@@ -1,117 +1,42 @@
-"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, experiments, metrics/plots diff.
-
-The repo composes its params like the project (DVC's Hydra mode over conf/), with a `tiny` profile written
-here selected by default, so `dvc exp run -S ...` goes through the same composition as a user's.
-"""
+"""End to end: the real dvc.yaml in a temp git repo with tiny params: repro, experiments, metrics/plots diff."""
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
-
-from clipprobe.profiles import compose
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Small enough for CI (about a minute on 2 cores), large enough that every stage does real work.
-TINY = {
-    "data.shapes.image_size": 32,
-    "data.shapes.n_pretrain": 768,
-    "data.shapes.n_train": 960,
-    "data.shapes.n_val": 480,
-    "data.shapes.n_test": 192,
-    "clip.pretrain.steps": 12,
-    "clip.pretrain.batch_size": 64,
-    "clip.pretrain.warmup_steps": 2,
-    "embed.batch_size": 256,
-    "probe.max_iter": 200,
-    "shots": [1, 2],
-    "fewshot.draws": 2,
-    "fewshot.epochs": 20,
-    "vqvae.n_train": 96,
-    "vqvae.n_val": 32,
-    "vqvae.n_test": 32,
-    "vqvae.epochs": 1,
-    "vqvae.hidden": 16,
-    "vqvae.code_dim": 16,
-    "vqvae.codebook_size": 64,
-    "segment.n_train": 96,
-    "segment.n_val": 32,
-    "segment.n_test": 32,
-    "segment.epochs": 1,
-    "segment.unet_width_div": 8,
-}
+from pipeline_repo import dvc, run
 
 
-def _nested(dotted: dict) -> dict:
-    out: dict = {}
-    for key, value in dotted.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+def _run(*cmd: str, cwd) -> str:
+    return run(*cmd, cwd=cwd).stdout
 
 
-def _run(*cmd: str, cwd: Path) -> str:
-    # The stages run `python`: make it this interpreter, whether or not its venv is activated.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def _dvc(*args: str, cwd: Path) -> str:
-    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+def _dvc(*args: str, cwd) -> str:
+    return dvc(*args, cwd=cwd).stdout
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A git + DVC repo holding this project's pipeline with tiny params, reproduced and committed once."""
-    path = tmp_path_factory.mktemp("pipeline")
-    for name in ("dvc.yaml", "stages", "src", "conf"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, path / name)
-    shutil.copy(ROOT / "bench" / "fewshot_heldout.py", path / "fewshot_heldout.py")
-    tiny = "# @package _global_\n" + yaml.safe_dump(_nested({**TINY, "profile": "tiny", "device": "cpu"}))
-    (path / "conf/profile/tiny.yaml").write_text(tiny)
-    config = path / "conf/config.yaml"
-    config.write_text(config.read_text().replace("  - profile: default", "  - profile: tiny"))
-    (path / "params.yaml").write_text(compose(conf_dir=path / "conf"))
-    _run("git", "init", "-q", cwd=path)
-    _run("git", "config", "user.email", "ci@clipprobe.test", cwd=path)
-    _run("git", "config", "user.name", "clipprobe ci", cwd=path)
-    _dvc("init", "-q", cwd=path)
-    _dvc("config", "core.analytics", "false", cwd=path)
-    _dvc("config", "hydra.enabled", "true", cwd=path)
-    _run("git", "add", "-A", cwd=path)
-    _run("git", "commit", "-qm", "pipeline", cwd=path)
-    _dvc("repro", cwd=path)
-    _run("git", "add", "-A", cwd=path)
-    _run("git", "commit", "-qm", "results", cwd=path)
-    return path
+def repo(tiny_repo):
+    return tiny_repo  # experiments here run in its workspace: the module runs after those that only read it
 
 
 @pytest.mark.slow
-def test_repro_writes_metrics_and_report(repo):
-    metrics = json.loads((repo / "metrics/probe.json").read_text())
-    for value in (metrics["zeroshot"]["single"]["acc"], metrics["linear_probe"]["acc"]):
-        assert isinstance(value, float) and 0.0 <= value <= 1.0
+def test_repro_writes_every_seed_the_summary_and_the_report(repo):
+    assert sorted(p.name for p in (repo / "runs").iterdir()) == ["seed0", "seed1"]
+    zeroshot = json.loads((repo / "metrics/zeroshot_ensemble.json").read_text())
+    assert set(zeroshot) == {"acc1", "acc1_ci95"} and 0.0 <= zeroshot["acc1"] <= 1.0
+    summary = json.loads((repo / "results/summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    assert len(summary["probe"]["figures"]["linear_probe"]["per_seed"]) == 2
     report = (repo / "reports/report.md").read_text()
-    assert "embedded default" in report
-    for link in ("figures/probes.png", "figures/clip_pretrain.png"):
+    assert "mean over the 2 training seeds (0, 1)" in report
+    for link in ("figures/probes.png", "figures/clip_pretrain.png", "figures/segment_iou.png"):
         assert link in report and (repo / "reports" / link).stat().st_size > 0
     assert "Data and pipelines are up to date" in _dvc("status", cwd=repo)
+    shown = _dvc("metrics", "show", cwd=repo).splitlines()
+    assert shown[0].split() == ["Path", "acc1", "acc1_ci95", "miou", "miou_ci95", "psnr", "psnr_ci95"]
+    assert max(map(len, shown)) <= 120
 
 
 @pytest.mark.slow
@@ -128,25 +53,32 @@ def test_heldout_check_reruns_the_sweep_and_writes_nothing(repo):
 @pytest.mark.slow
 def test_experiment_shows_in_metrics_diff(repo):
     _dvc("exp", "run", "-S", "probe.C=1.0", cwd=repo)
-    diff = json.loads(_dvc("metrics", "diff", "--all", "--json", cwd=repo))
-    probe = diff["metrics/probe.json"]
-    assert probe["linear_probe.C"]["old"] == pytest.approx(0.316)
-    assert probe["linear_probe.C"]["new"] == pytest.approx(1.0)
-    assert "linear_probe.acc" in probe and "zeroshot.ensemble.acc" in probe
+    diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))
+    assert set(diff) == {"metrics/linear_probe.json"}  # only the figure the change moves
+    assert set(diff["metrics/linear_probe.json"]) <= {"acc1", "acc1_ci95"}
 
 
 @pytest.mark.slow
-def test_scalar_shots_experiment_changes_fewshot_metrics(repo):
+def test_scalar_shots_experiment_changes_only_fewshot_metrics(repo):
     _dvc("exp", "run", "-S", "shots=4", cwd=repo)
-    diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))["metrics/fewshot.json"]
-    assert any(key.startswith("shots_4.") and value["new"] is not None for key, value in diff.items())
-    assert any(key.startswith("shots_1.") and value["new"] is None for key, value in diff.items())
+    diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))
+    assert diff and all(path.startswith("metrics/fewshot_") for path in diff), sorted(diff)
+    assert diff["metrics/fewshot_1shot_random.json"]["acc1"]["new"] is None  # that figure is gone
+    assert (repo / "metrics/fewshot_4shot_random.json").is_file()
     plots = json.loads(_dvc("plots", "diff", "--json", cwd=repo))["data"]
     assert "plots/fewshot_acc.csv" in plots, f"no few-shot plot in dvc plots diff: {sorted(plots)}"
     (fewshot,) = plots["plots/fewshot_acc.csv"]
     assert fewshot["revisions"] == ["workspace", "HEAD"]  # the experiment overlaid on the last commit
     shots = {row["shots"] for row in fewshot["content"]["data"]["values"] if row["rev"] == "workspace"}
     assert shots == {"4"}
+
+
+@pytest.mark.slow
+def test_one_seed_experiment_reuses_that_seed_and_drops_seed_intervals(repo):
+    out = _dvc("exp", "run", "-S", "seeds=[0]", cwd=repo)
+    assert "Running stage 'clip@0'" not in out and "Running stage 'summary'" in out
+    assert "psnr_ci95" not in json.loads((repo / "metrics/vqvae_clip.json").read_text())
+    assert "from the single training seed 0" in (repo / "reports/report.md").read_text()
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.clip import create_clip
-from clipprobe.models.pretrain import MAX_LOGIT_SCALE, PretrainConfig, _adamw, pretrain_clip
+from clipprobe.models.pretrain import MAX_LOGIT_SCALE, PretrainConfig, _adamw, encode_captions, pretrain_clip
 
 CPU = torch.device("cpu")
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
@@ -128,6 +128,20 @@ def test_no_weight_decay_on_gains_biases_embeddings_or_logit_scale():
     assert {"visual.attnpool.positional_embedding", "ln_final.bias"} <= skipped
     assert {"visual.conv1.weight", "text_projection", "transformer.resblocks.0.mlp.c_fc.weight"} <= decayed
     assert len(skipped) + len(decayed) == len(names)
+
+
+@pytest.mark.parametrize("arch", ["clipprobe-tiny-rn", "clipprobe-tiny-vit"])
+def test_captions_cut_to_the_longest_give_encode_texts_features_and_gradients(arch):
+    torch.manual_seed(0)
+    model, tokenizer = create_clip(arch, "scratch")
+    tokens = tokenizer(["a red circle", "two small blue squares next to a large green star", "a star"])
+    assert int(tokens.argmax(dim=-1).max()) + 1 < tokens.shape[1]  # there is padding to drop
+    full = model.encode_text(tokens, normalize=True)
+    grads_full = torch.autograd.grad(full.square().sum(), list(model.transformer.parameters()))
+    cut = encode_captions(model, tokens)
+    grads_cut = torch.autograd.grad(cut.square().sum(), list(model.transformer.parameters()))
+    assert torch.allclose(cut, full, atol=1e-6)  # the same math; summation order may differ in the last bit
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_cut, grads_full, strict=True))
 
 
 def test_bad_inputs():

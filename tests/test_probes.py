@@ -165,10 +165,11 @@ def test_search_C_follows_the_clip_protocol(data):
     assert "test" not in " ".join(inspect.signature(search_C).parameters)
 
 
-def test_linear_probe_returns_plain_floats(data):
-    fixed = linear_probe(data["train"], data["val"], data["test"], C=0.316)
+def test_linear_probe_returns_the_model_and_plain_floats(data):
+    model, fixed = linear_probe(data["train"], data["val"], data["test"], C=0.316)
     assert set(fixed) == {"acc1", "C"} and fixed["C"] == 0.316 and 0.6 < fixed["acc1"] < 0.8
-    auto = linear_probe(data["train"], data["val"], data["test"], C="auto", max_iter=200)
+    assert accuracy(model.predict(data["test"][0]), data["test"][1]) == fixed["acc1"]
+    _, auto = linear_probe(data["train"], data["val"], data["test"], C="auto", max_iter=200)
     assert set(auto) == {"acc1", "C", "val_acc", "search"}
     assert all(type(v) is float for v in [auto["acc1"], auto["C"], auto["val_acc"], *auto["search"].values()])
     assert auto["val_acc"] == max(auto["search"].values())

@@ -15,14 +15,18 @@ from helpers import one_line
 from torchvision.datasets import OxfordIIITPet
 from torchvision.models import VGG11_Weights
 
+from clipprobe.contracts import Runs, load_arrays, load_meta, load_split
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
-from clipprobe.data.store import IGNORE, Split, load_meta, load_split
+from clipprobe.data.store import IGNORE, Split
 from clipprobe.decoders.inputs import frozen_features
 from clipprobe.decoders.seg_metrics import confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     UNet11,
+    build_model,
     build_models,
     check_widths,
     load_imagenet_encoder,
@@ -31,10 +35,11 @@ from clipprobe.decoders.segment_models import (
 )
 from clipprobe.decoders.segment_train import Recipe, model_inputs, train
 from clipprobe.errors import ClipprobeError
-from clipprobe.io import load_arrays
+from clipprobe.io import write_json
 from clipprobe.models.clip import create_clip, save_clip
 from clipprobe.params import load_params, parse_params
 from clipprobe.profiles import composed_params
+from clipprobe.summary import segment as summary_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -188,6 +193,7 @@ def test_imagenet_encoder_from_a_placed_file_or_one_line(tmp_path, monkeypatch):
     donor = UNet11(2)  # stands in for ImageNet's VGG11: its encoder saved under torchvision's key names
     state = {f"features.{k}": v for k, v in donor.encoder.state_dict().items()}
     state["classifier.6.bias"] = torch.zeros(1000)
+    cache.mkdir(parents=True)
     torch.save(state, cache / "vgg11-8a719046.pth")
     torch.manual_seed(2)
     unet = UNet11(2)
@@ -200,6 +206,32 @@ def test_imagenet_encoder_from_a_placed_file_or_one_line(tmp_path, monkeypatch):
     with pytest.raises(ClipprobeError, match=r"vgg11-8a719046.pth: not a loadable torchvision VGG11") as exc:
         load_imagenet_encoder(unet, cache)
     one_line(exc)
+
+
+def test_imagenet_encoder_reads_imagenet_normalised_images_and_scratch_clips(tmp_path):
+    torch.manual_seed(1)
+    state = {f"features.{k}": v for k, v in UNet11(2).encoder.state_dict().items()}
+    (tmp_path / "torchvision").mkdir()
+    torch.save(state, tmp_path / "torchvision/vgg11-8a719046.pth")
+    clip_mean, clip_std = (0.45,) * 3, (0.27,) * 3
+    built = {
+        name: build_model(
+            name,
+            map_channels=8,
+            pooled_dim=8,
+            grid=2,
+            image_size=64,
+            n_classes=2,
+            width_div=1,
+            mean=clip_mean,
+            std=clip_std,
+            weights_dir=tmp_path / "torchvision",
+        )  # fmt: skip
+        for name in ("unet11_imagenet", "unet11_scratch")
+    }
+    assert torch.allclose(built["unet11_imagenet"].mean.flatten(), 255 * torch.tensor(IMAGENET_MEAN))
+    assert torch.allclose(built["unet11_imagenet"].std.flatten(), 255 * torch.tensor(IMAGENET_STD))
+    assert torch.allclose(built["unet11_scratch"].mean.flatten(), 255 * torch.tensor(clip_mean))
 
 
 # ---------------------------------------------------------------------------------------------- bad params
@@ -299,16 +331,16 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     sizes = {"pretrain": 1, "train": 48, "val": 16, "test": 16}
     generate_shapes_dataset(tmp_path / "data", 64, sizes, seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)
-    save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
+    save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip/seed0")
     monkeypatch.chdir(tmp_path)
     try:
-        runpy.run_path(str(ROOT / "stages/segment.py"))["main"]()
+        runpy.run_path(str(ROOT / "stages/segment.py"))["main"](0)
     finally:
         torch.set_flush_denormal(
             False
         )  # the stage sets it for its own process; leave other tests as they were
 
-    metrics = json.loads((tmp_path / "metrics/segment.json").read_text())
+    metrics = json.loads((tmp_path / "runs/seed0/segment.json").read_text())
     assert set(metrics) == {"clip", "pooled", "unet11_scratch", "majority"}
     for name in ("clip", "pooled", "unet11_scratch"):
         result = metrics[name]
@@ -316,49 +348,59 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
         assert result["best_epoch"] in (1.0, 2.0) and result["trainable_params"] > 0
         assert set(result["iou"]) <= set(load_meta("data", "shapes").mask_class_names)
     assert metrics["majority"]["class_index"] == 0.0  # background covers most pixels
-    curves = pd.read_csv(tmp_path / "plots/segment_curves.csv")
+    curves = pd.read_csv(tmp_path / "runs/seed0/segment_curves.csv")
     assert (
         list(curves["epoch"]) == [1, 2]
         and "pooled_val_miou" in curves
         and "unet11_scratch_train_loss" in curves
     )
-    overlays = load_arrays(tmp_path / "segment/overlays")
+    overlays = load_arrays(tmp_path / "runs/seed0/segment_overlays", "segment")
     assert overlays["images"].shape == (3, 64, 64, 3) and overlays["pred_clip"].shape == (3, 64, 64)
     assert overlays["map_shape"].tolist() == [512, 4, 4] and overlays["class_names"][0] == "background"
 
     from clipprobe.report.segment import render
 
-    section = render(load_params(), tmp_path / "reports")
+    params = load_params()
+    write_json(tmp_path / "results/summary.json", {"seeds": [0], "segment": summary_segment(Runs([0]))})
+    section = render(params.model_copy(update={"seeds": (0,)}), tmp_path / "reports")
     for figure in ("segment_curves", "segment_iou", "segment_overlays"):
         assert (tmp_path / f"reports/figures/{figure}.png").stat().st_size > 0
     assert f"| decoder on the CLIP pre-pool map | **{100 * metrics['clip']['miou']:.2f}** |" in section
-    assert "No published number applies to `shapes`" in section and "(One seed; test split.)" in section
-    # the Pets reference only under the paper preset, in its own row and column
-    paper = render(composed_params(["profile=paper"], ROOT / "conf"), tmp_path / "reports")
-    assert "| reference: FPN-ResNet34, ImageNet encoder, 256 px, 10 epochs (smp example) |" in paper
-    assert paper.count("pet IoU 91.40") == 1 and "No published number" not in paper
+    assert "Reference, not measured here" not in section
+    # the Pets reference only under the paper preset, as a labelled line of its own
+    paper = composed_params(["profile=paper"], ROOT / "conf")
+    paper = render(paper.model_copy(update={"seeds": (0,), "segment": params.segment}), tmp_path / "reports")
+    assert (
+        "Reference, not measured here: FPN-ResNet34, ImageNet encoder, 256 px, 10 epochs (smp example)"
+        in paper
+    )
 
 
 @pytest.mark.parametrize(
     ("clip", "pooled", "majority", "unet", "verdict"),
     [
-        (
-            0.25,
-            0.12,
-            0.12,
-            0.17,
-            "holds what the attention pool discards**: its decoder scores 13.00 mIoU points above the same decoder fed the pooled embedding, which does no better than the majority class",
-        ),
-        (0.25, 0.30, 0.12, 0.40, "**The attention pool keeps what the decoder uses**"),
-        (0.11, 0.10, 0.12, 0.40, "**Inconclusive**"),
+        ((0.25, 0.26, 0.24), (0.12, 0.12, 0.12), (0.12, 0.12, 0.12), (0.17, 0.18, 0.16),
+         "**The pre-pool map holds what the attention pool discards**: the decoder on the pre-pool map is ahead of "
+         "the same decoder fed the pooled embedding by 13.00 ± "),
+        ((0.25, 0.20, 0.30), (0.30, 0.22, 0.20), (0.12, 0.12, 0.12), (0.40, 0.41, 0.39),
+         "**No loss in the pool is shown**: the decoder on the pre-pool map and the same decoder fed the pooled "
+         "embedding are not distinguishable"),
+        ((0.11, 0.12, 0.13), (0.10, 0.10, 0.10), (0.12, 0.12, 0.12), (0.40, 0.40, 0.40), "**Inconclusive**"),
     ],
-)
-def test_verdict_follows_the_numbers(clip, pooled, majority, unet, verdict):
+)  # fmt: skip
+def test_verdict_follows_the_claims_over_seeds(clip, pooled, majority, unet, verdict, tmp_path, monkeypatch):
+    from clipprobe.report.markdown import Summary
     from clipprobe.report.segment import _verdict
 
-    metrics = {"clip": {"miou": clip}, "pooled": {"miou": pooled}, "majority": {"miou": majority}}
-    metrics["unet11_scratch"] = {"miou": unet}
-    text = _verdict(metrics, ["clip", "pooled", "unet11_scratch"])
+    monkeypatch.chdir(tmp_path)
+    for seed in range(3):
+        scores = {"clip": clip, "pooled": pooled, "unet11_scratch": unet, "majority": majority}
+        metrics = {name: {"miou": v[seed], "pixel_acc": 0.8, "iou": {}, "best_epoch": 1.0, "trainable_params": 1.0}
+                   for name, v in scores.items()}  # fmt: skip
+        write_json(tmp_path / f"runs/seed{seed}/segment.json", metrics)
+    write_json(
+        tmp_path / "results/summary.json", {"seeds": [0, 1, 2], "segment": summary_segment(Runs([0, 1, 2]))}
+    )
+    text = _verdict(Summary(), ["clip", "pooled", "unet11_scratch"])
     assert verdict in text
-    ahead = "ahead of" if clip >= unet else "behind"
-    assert f"{100 * abs(clip - unet):.2f} mIoU points {ahead} UNet11, VGG11 from scratch" in text
+    assert "UNet11, VGG11 from scratch" in text and text.endswith("seeds), trained with the same recipe.")

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from clipprobe.contracts import load_meta, load_split
 from clipprobe.data.captions import (
     DEFAULT_CAPTION_MIX,
     CaptionObject,
@@ -30,7 +31,6 @@ from clipprobe.data.shapes import (
     render_objects,
     sample_scene,
 )
-from clipprobe.data.store import load_meta, load_split
 from clipprobe.errors import ClipprobeError
 
 ARRAYS = ("images", "labels", "masks", "counts", "positions")
@@ -204,7 +204,9 @@ def test_counts_in_range_and_roughly_uniform(small):
 
 def test_backgrounds_stay_mid_tone_grey_far_from_every_colour():
     rng = np.random.default_rng(0)
-    pixels = np.concatenate([_background(rng, 32).reshape(-1, 3) for _ in range(150)]).astype(float)
+    drawn = [_background(rng, 32) for _ in range(150)]
+    assert {kind for _, kind in drawn} == {0, 1, 2}  # noise, gradient, blotches: each image's mode
+    pixels = np.concatenate([image.reshape(-1, 3) for image, _ in drawn]).astype(float)
     assert pixels.min() >= BACKGROUND_RANGE[0] and pixels.max() <= BACKGROUND_RANGE[1]
     assert (pixels.max(1) - pixels.min(1)).max() <= 45  # low saturation
     for rgb in COLOURS.values():

@@ -136,12 +136,12 @@ def test_training_through_the_tower_changes_no_clip_weight_or_batchnorm_statisti
 def test_random_tower_is_recalibrated_and_leaves_the_model_alone(tiny):
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
     images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
-    control = random_tower(tiny, images, seed=1, batch_size=8)
+    control = random_tower(tiny, images, seed=1, batch_size=8, device=torch.device("cpu"))
     assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
     assert not torch.equal(control.visual.conv1.weight, tiny.visual.conv1.weight)
     norm = control.visual.bn1
     assert norm.momentum == 0.1 and not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
-    again = random_tower(tiny, images, seed=1, batch_size=8)
+    again = random_tower(tiny, images, seed=1, batch_size=8, device=torch.device("cpu"))
     pairs = zip(control.state_dict().values(), again.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
 
@@ -157,23 +157,23 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     generate_shapes_dataset(tmp_path / "data", 64, {"pretrain": 1, "train": 48, "val": 16, "test": 16},
                             seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)  # fmt: skip
-    save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip")
+    save_clip(tiny, "clipprobe-tiny-rn", "scratch", tmp_path / "models/clip/seed0")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"]()
+    runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"](0)
 
-    metrics = json.loads((tmp_path / "metrics/vqvae.json").read_text())
+    metrics = json.loads((tmp_path / "runs/seed0/vqvae.json").read_text())
     for name in ("plain", "clip", "random_tower", "pooled", "thumbnail", "mean_colour"):
         assert 0 < metrics[name]["mse"] < 1 and np.isfinite(metrics[name]["psnr"])
     assert metrics["clip"]["code_grid"] == 4 and metrics["plain"]["code_grid"] == 8
-    samples = {p.stem: np.load(p) for p in (tmp_path / "vqvae/samples").glob("*.npy")}
+    samples = {p.stem: np.load(p) for p in (tmp_path / "runs/seed0/vqvae_samples").glob("*.npy")}
     assert {a.shape for a in samples.values()} == {(4, 32, 32, 3)}  # every row at the scoring resolution
-    header = (tmp_path / "plots/vqvae_curves.csv").read_text().splitlines()[0].split(",")
+    header = (tmp_path / "runs/seed0/vqvae_curves.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["epoch", "plain_train_recon", "plain_val_recon"]
 
     raw["vqvae"]["n_test"] = 17
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ClipprobeError, match="vqvae.n_test: asks for 17 images; shapes test holds 16"):
-        runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"]()
+        runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"](0)
 
 
 def test_first_images_and_frozen_features(tmp_path, tiny):

@@ -3,15 +3,13 @@
 Images never pass through PIL or a DataLoader: uint8 batches go to the device (on CUDA from pinned staging
 buffers, copied on a side stream while the previous batch computes) and are resized and normalised there.
 They are prepared by `clipprobe.preprocess.preprocess_uint8` (open_clip's eval transform). On CUDA the towers
-run under bf16 autocast (ResNets in channels_last); on CPU everything is float32.
+run under bf16 autocast; on CPU everything is float32. ResNet towers take channels_last inputs on both.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -19,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from open_clip.transformer import VisionTransformer
-from tqdm import tqdm
 
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
-from clipprobe.preprocess import preprocess_uint8
-from clipprobe.runtime import show_progress
+from clipprobe.preprocess import autocast, model_input
+from clipprobe.progress import progress as progress_bar
+from clipprobe.templates import RAW_NAMES
 
 # maps a preprocessed (B, 3, S, S) batch to {"image": (B, D)} and, for pre-projection encoders, "image_pre"
 Encoder = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -62,14 +60,14 @@ def embed_images(
     encode = _pre_projection_encoder(model.visual) if pre_projection else _projected_encoder(model)
     image_size, mean, std = _preprocess_cfg(model)
     model.eval().to(device)
-    channels_last = device.type == "cuda" and isinstance(model.visual, ModifiedResNet)
+    channels_last = isinstance(model.visual, ModifiedResNet)
     if channels_last:
         model.visual.to(memory_format=torch.channels_last)
 
     chunks: dict[str, list[torch.Tensor]] = {}
     batches = _device_batches(images, batch_size, device)
     total = math.ceil(len(images) / batch_size)
-    for batch in tqdm(batches, total=total, desc="embed images", disable=not (progress and show_progress())):
+    for batch in progress_bar(batches, total=total, desc="embed images", enabled=progress):
         for key, value in _embed_batch(encode, batch, image_size, mean, std, channels_last).items():
             chunks.setdefault(key, []).append(value)
     # concatenated outside inference mode, so callers get ordinary tensors they may train on
@@ -148,6 +146,18 @@ def _pre_projection_encoder(visual: torch.nn.Module) -> Encoder:
     )
 
 
+def last_projection(visual: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tower's last linear map as image = image_pre W^T + b: {"weight": (D, P), "bias": (D,)}, float32."""
+    if isinstance(visual, VisionTransformer):  # pooled @ proj, no bias
+        weight = visual.proj.detach().T
+        bias = torch.zeros(weight.shape[0])
+    elif isinstance(visual, ModifiedResNet):
+        weight, bias = visual.attnpool.c_proj.weight.detach(), visual.attnpool.c_proj.bias.detach()
+    else:
+        raise ClipprobeError(f"pre_projection: no last projection known for a {type(visual).__name__} tower")
+    return {"weight": weight.float().cpu().contiguous(), "bias": bias.float().cpu().contiguous()}
+
+
 def _vit_features(visual: VisionTransformer, x: torch.Tensor) -> dict[str, torch.Tensor]:
     # VisionTransformer.forward with the projection split off (`proj` is a bare parameter: no hook point)
     pooled, _ = visual._pool(visual.transformer(visual._embeds(x)))  # (B, width)
@@ -188,17 +198,10 @@ def _embed_batch(
     std: Sequence[float],
     channels_last: bool,
 ) -> dict[str, torch.Tensor]:
-    x = preprocess_uint8(batch, image_size, mean, std)  # (B, 3, S, S) float32
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    with _autocast(batch.device):
+    x = model_input(batch, image_size, mean, std, channels_last)  # (B, 3, S, S) float32
+    with autocast(batch.device):
         features = encode(x)
     return {key: value.float() for key, value in features.items()}
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def embed_texts(
@@ -255,9 +258,12 @@ def embed_dataset(
     device: torch.device,
     batch_size: int,
     pre_projection: bool,
+    raw_class_names: list[str] | None = None,
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """What the embed stage caches: per split the image features (`embed_images`) plus "labels" (N,) int64,
-    and the text side {"class_names", "logit_scale", "templates": {set: [str]}, "text": {set: (T, C, D)}}."""
+    and the text side {"class_names", "logit_scale", "templates": {set: [str]}, "text": {set: (T, C, D)}},
+    with `pre_projection` also "projection": `last_projection` (what ProLIP fine-tunes). The sets of
+    `templates.RAW_NAMES` are filled with `raw_class_names` (default: `class_names`)."""
     features = {}
     for name, split in splits.items():
         features[name] = embed_images(
@@ -274,15 +280,16 @@ def embed_dataset(
         "logit_scale": float(model.logit_scale.exp().item()),
         "templates": template_sets,
         "text": {
-            name: embed_texts(model, tokenizer, class_names, templates, device=device)
+            name: embed_texts(
+                model,
+                tokenizer,
+                (raw_class_names or class_names) if name in RAW_NAMES else class_names,
+                templates,
+                device=device,
+            )
             for name, templates in template_sets.items()
         },
     }
+    if pre_projection:
+        text["projection"] = last_projection(model.visual)
     return features, text
-
-
-def load_features(folder: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
-    """The embed stage's cache: ({split: feature dict} for train/val/test, text.pt's dict)."""
-    folder = Path(folder)
-    splits = {s: torch.load(folder / f"{s}.pt", weights_only=True) for s in SPLITS}
-    return splits, torch.load(folder / "text.pt", weights_only=True)

@@ -187,6 +187,10 @@ class ClapRecipe(_Group):
     lr: PositiveFloat  # SGD (momentum 0.9) peak learning rate, cosine-annealed to 0 over the epochs
 
 
+class ProlipRecipe(_Group):
+    lr: PositiveFloat  # Adam (eps 1e-4) peak learning rate, cosine-annealed over the epochs; lambda = 1 / shots
+
+
 class TipRecipe(_Group):
     # grids searched on the few-shot val set; logits = s * (cos to text + alpha * exp(-beta (1 - cos to cache)))
     alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]  # cache weight, in units of s
@@ -198,6 +202,18 @@ class GdaRecipe(_Group):
     alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]  # weight of the discriminant
 
 
+class ModesParams(_Group):
+    # the modes experiment (shapes world only): concentrated vs spread support sets at equal shots
+    attributes: list[
+        Literal["background", "count", "size"]
+    ]  # within-class variations tested; [] turns it off
+    shots: Annotated[
+        list[Annotated[int, Field(ge=2)]], Field(min_length=1)
+    ]  # K >= 2: at K = 1 both are one image
+    draws: Annotated[int, Field(ge=2)]  # support-set draws per attribute, shot count and kind
+    epochs: PositiveInt  # full-batch epochs (every evaluation point kept: the curves are the result)
+
+
 class FewshotParams(_Group):
     inits: Annotated[list[str], Field(min_length=1)]  # methods compared on the same draws (fewshot_registry)
     draws: Annotated[int, Field(ge=2)]  # support-set draws per shot count (a 95% interval needs two)
@@ -206,8 +222,10 @@ class FewshotParams(_Group):
     val_per_class: PositiveInt  # few-shot val set: min(shots, this) val images per class
     linear: LinearRecipe
     clap: ClapRecipe
+    prolip: ProlipRecipe
     tip: TipRecipe
     gda: GdaRecipe
+    modes: ModesParams
 
     @field_validator("inits")
     @classmethod
@@ -275,7 +293,9 @@ def _positive_ints(value: object, what: str) -> tuple[int, ...]:
 class Params(_Group):
     profile: str  # name of the composed profile (conf/profile/<name>.yaml)
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)]  # data and sampling
+    seeds: tuple[int, ...]  # training runs: every stage that trains runs once per seed
     device: Literal["auto", "cpu", "cuda"]
+    threads: Annotated[int, Field(ge=1, le=256)]  # intra-op CPU threads of every stage (results depend on it)
     data: DataParams
     clip: ClipParams
     embed: EmbedParams
@@ -287,6 +307,20 @@ class Params(_Group):
     shots: tuple[int, ...]  # support images per class: one count (`dvc exp run -S shots=4`) or a list
     fewshot: FewshotParams
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, seeds: object) -> tuple[int, ...]:
+        values = seeds if isinstance(seeds, list | tuple) else None
+        bad = values is None or not values or len(set(values)) != len(values)
+        bad = bad or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEED for v in values
+        )
+        if bad:
+            raise ValueError(
+                f"must be a non-empty list of distinct integers in [0, {MAX_SEED}], e.g. [0, 1, 2] or [0] (got {seeds!r})"
+            )
+        return tuple(values)
+
     @field_validator("shots", mode="before")
     @classmethod
     def _shots(cls, shots: object) -> tuple[int, ...]:
@@ -296,6 +330,11 @@ class Params(_Group):
     def _consistent(self) -> Params:
         if self.probe.features == "pre_projection" and not self.embed.pre_projection:
             raise ValueError("probe.features is 'pre_projection' but embed.pre_projection is false")
+        if "prolip" in self.fewshot.inits and not self.embed.pre_projection:
+            raise ValueError(
+                "fewshot.inits holds prolip, which trains CLIP's last projection on the pre-projection "
+                "features, but embed.pre_projection is false"
+            )
         return self
 
 

@@ -1,7 +1,8 @@
 """Where every stage writes: the one definition of each output path, read by the stages and the report.
 
+The stages that train run once per seed (dvc.yaml `foreach: ${seeds}`) and write under `*/seed<k>/`.
 dvc.yaml names the same paths (DVC cannot import Python); tests/test_dvc_yaml.py checks that every stage's
-outs there are exactly `OUTPUTS[stage]`, so the two cannot drift apart.
+outs there are exactly `outputs(stage, seed)`, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -9,34 +10,67 @@ from __future__ import annotations
 from pathlib import Path
 
 DATA = Path("data")  # the uniform dataset store (data/<name>/...)
-CLIP = Path("models/clip")  # weights.pt + model.json of the CLIP every probe reads
-PRETRAIN_CURVE = Path("plots/clip_pretrain.csv")
-FEATURES = Path("features")  # <split>.pt, text.pt, meta.json
-PROBE = Path("metrics/probe.json")
-PROBE_C_SEARCH = Path("plots/probe_c_search.csv")
-FEWSHOT = Path("metrics/fewshot.json")
-FEWSHOT_ACC = Path("plots/fewshot_acc.csv")
-FEWSHOT_CURVES = Path("plots/fewshot_curves.csv")
-COUNTING = Path("metrics/counting.json")
-VQVAE = Path("metrics/vqvae.json")
-VQVAE_CURVES = Path("plots/vqvae_curves.csv")
-VQVAE_SAMPLES = Path("vqvae/samples")  # one .npy per row of the reconstruction figure
-SEGMENT = Path("metrics/segment.json")
-SEGMENT_CURVES = Path("plots/segment_curves.csv")
-SEGMENT_OVERLAYS = Path("segment/overlays")
+METRICS = Path("metrics")  # the headline figures: one small JSON per figure (the summary stage)
+SUMMARY = Path("results/summary.json")  # every figure over seeds: per-seed values, means, intervals, claims
+PLOTS = Path("plots")  # CSVs of DVC's plots, over seeds (the summary stage)
 REPORTS = Path("reports")
 
-OUTPUTS: dict[str, list[Path]] = {
-    "data": [DATA],
-    "clip": [CLIP, PRETRAIN_CURVE],
-    "embed": [FEATURES],
-    "probe": [PROBE, PROBE_C_SEARCH],
-    "fewshot": [FEWSHOT, FEWSHOT_ACC, FEWSHOT_CURVES],
-    "counting": [COUNTING],
-    "vqvae": [VQVAE, VQVAE_CURVES, VQVAE_SAMPLES],
-    "segment": [SEGMENT, SEGMENT_CURVES, SEGMENT_OVERLAYS],
-    "report": [REPORTS],
-}
+
+def clip_dir(seed: int) -> Path:
+    """weights.pt + model.json of the CLIP of one training seed."""
+    return Path("models/clip") / f"seed{seed}"
+
+
+def features_dir(seed: int) -> Path:
+    """<split>.pt, text.pt, meta.json: the embed stage's cache for one seed's CLIP."""
+    return Path("features") / f"seed{seed}"
+
+
+def run_dir(seed: int) -> Path:
+    """Every per-seed result (small JSON and CSV, committed) and per-image hits (cached)."""
+    return Path("runs") / f"seed{seed}"
+
+
+class Run:
+    """The per-seed output files of one seed, by name."""
+
+    def __init__(self, seed: int) -> None:
+        root = run_dir(seed)
+        self.pretrain_curve = root / "clip_pretrain.csv"
+        self.probe = root / "probe.json"
+        self.probe_hits = root / "probe_hits"  # (N,) bool test hits per readout
+        self.probe_c_search = root / "probe_c_search.csv"
+        self.fewshot = root / "fewshot.json"
+        self.fewshot_hits = root / "fewshot_hits"  # (H, N) bool test hits per shot count and method
+        self.fewshot_curves = root / "fewshot_curves.csv"
+        self.modes = root / "modes.json"  # the modes experiment's accuracy curves ({} when it does not run)
+        self.counting = root / "counting.json"
+        self.counting_hits = root / "counting_hits"
+        self.vqvae = root / "vqvae.json"
+        self.vqvae_curves = root / "vqvae_curves.csv"
+        self.vqvae_samples = root / "vqvae_samples"  # one .npy per row of the reconstruction figure
+        self.segment = root / "segment.json"
+        self.segment_curves = root / "segment_curves.csv"
+        self.segment_overlays = root / "segment_overlays"
+
+
+PER_SEED_STAGES = ("clip", "embed", "probe", "fewshot", "counting", "vqvae", "segment")
+
+
+def outputs(stage: str, seed: int | None = None) -> list[Path]:
+    """What `stage` writes (for a per-seed stage, for `seed`)."""
+    if seed is None:
+        return {"data": [DATA], "summary": [METRICS, SUMMARY, PLOTS], "report": [REPORTS]}[stage]
+    run = Run(seed)
+    return {
+        "clip": [clip_dir(seed), run.pretrain_curve],
+        "embed": [features_dir(seed)],
+        "probe": [run.probe, run.probe_hits, run.probe_c_search],
+        "fewshot": [run.fewshot, run.fewshot_hits, run.fewshot_curves, run.modes],
+        "counting": [run.counting, run.counting_hits],
+        "vqvae": [run.vqvae, run.vqvae_curves, run.vqvae_samples],
+        "segment": [run.segment, run.segment_curves, run.segment_overlays],
+    }[stage]
 
 
 def open_clip_cache(downloads: str | Path) -> Path:

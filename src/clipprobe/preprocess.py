@@ -8,6 +8,7 @@ the pretraining and the frozen-tower passes, so every model sees its images prep
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -57,3 +58,18 @@ def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     top, left = round((height - size) / 2), round((width - size) / 2)  # torchvision's offsets
     return x[..., top : top + size, left : left + size]
+
+
+def model_input(
+    images: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float], channels_last: bool
+) -> torch.Tensor:
+    """`preprocess_uint8`, in channels_last memory for a ResNet tower (faster convolutions, CPU and CUDA)."""
+    x = preprocess_uint8(images, image_size, mean, std)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (the GPU fast path); float32 on the CPU (the deterministic path)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,18 @@ import torch
 
 from clipprobe import io
 from clipprobe.errors import ClipprobeError
+
+
+def start(seed: int, threads: int) -> None:
+    """What every computing stage does first: the CPU setup of the deterministic mode, then the seeds.
+
+    Denormals are flushed to zero (barely trained heads and decoders produce them, and CPU kernels slow down
+    tenfold on them) and torch's intra-op threads fixed to `threads`, before any parallel region starts, so
+    the OpenMP workers inherit both: results depend on the thread count, so it is a param.
+    """
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(threads)
+    seed_everything(seed)
 
 
 def seed_everything(seed: int) -> None:
@@ -28,11 +39,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ClipprobeError("device: 'cuda' was asked for but no CUDA device is visible (use auto or cpu)")
     return torch.device(device)
-
-
-def show_progress() -> bool:
-    """Progress bars only on a terminal, so `dvc repro` logs and CI output stay readable."""
-    return sys.stderr.isatty()
 
 
 def save_torch(path: str | Path, obj: Any) -> None:

@@ -2,24 +2,71 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
 
+import clipprobe
 from clipprobe import io
 from clipprobe.errors import ClipprobeError
 
 
-def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's main(); end with one line naming what it wrote and how long it took.
+class FoldedWarnings(logging.Handler):
+    """Collects every warning of a stage (logging's, and warnings.warn's through logging.captureWarnings)
+    and prints each distinct one once, at the end, with its count: 13 identical "stopped at max_iter" lines
+    of one stage become one."""
 
-    A ClipprobeError ends the process with one line on stderr and exit code 2.
-    """
-    start = time.perf_counter()
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: dict[tuple[str, str], list] = {}  # (logger, message template) -> [first message, count]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        first_line = next(iter(record.getMessage().strip().splitlines()), "")  # warnings.warn adds its source
+        entry = self.seen.setdefault((record.name, str(record.msg)), [first_line, 0])
+        entry[1] += 1
+
+    def lines(self) -> list[str]:
+        return [
+            f"warning: {message}" + (f" ({count} times)" if count > 1 else "")
+            for message, count in self.seen.values()
+        ]
+
+
+def _collect_warnings() -> FoldedWarnings:
+    handler = FoldedWarnings()
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # before open_clip's root-level warnings can install basicConfig's
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    return handler
+
+
+def _seed_argument(name: str) -> int:
+    """The training seed a per-seed stage runs for: its one argument (dvc.yaml: `foreach: ${seeds}`)."""
+    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
+        raise ClipprobeError(
+            f"usage: python stages/{name}.py <seed> (a non-negative integer of params.yaml's seeds)"
+        )
+    return int(sys.argv[1])
+
+
+def run_stage(name: str, main: Callable[..., None], per_seed: bool = False) -> None:
+    """Run a stage's main() (main(seed) for a per-seed stage); end with one line naming what it wrote and how
+    long the process took, imports included. A ClipprobeError ends the process with one line on stderr and
+    exit code 2; warnings are printed once each before the last line (`FoldedWarnings`)."""
+    warnings = _collect_warnings()
     try:
-        main()
+        if per_seed:
+            seed = _seed_argument(name)
+            name = f"{name}@{seed}"
+            main(seed)
+        else:
+            main()
     except ClipprobeError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    for line in warnings.lines():
+        print(line, file=sys.stderr)
     wrote = ", ".join(dict.fromkeys(str(path) for path in io.WRITTEN)) or "nothing"
-    print(f"{name}: wrote {wrote} in {time.perf_counter() - start:.1f} s")
+    print(f"{name}: wrote {wrote} in {time.perf_counter() - clipprobe.STARTED:.1f} s")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from clipprobe.errors import ClipprobeError
 
 TEMPLATES: dict[str, list[str]] = {
-    "single": ["a photo of a {}."],
+    "single": ["a photo of a {}."],  # the CLIP repo's single prompt, with cleaned class names
+    # the seed report's exact prompt: f"a photo of a {c}" with no full stop, filled with the data set's raw
+    # class names (torchvision's CIFAR-100 `aquarium_fish`): see RAW_NAMES
+    "report": ["a photo of a {}"],
     # the 18 CIFAR-10/100 templates of the CLIP paper (openai/CLIP data/prompts.md)
     "cifar": [
         "a photo of a {}.",
@@ -39,6 +42,9 @@ TEMPLATES: dict[str, list[str]] = {
         "a {} on a background.",
     ],
 }
+
+
+RAW_NAMES = ("report",)  # template sets filled with the raw class names, not the cleaned ones
 
 
 def get_templates(name: str) -> list[str]:

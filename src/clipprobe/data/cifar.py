@@ -6,7 +6,6 @@ the official train set; ``test`` is the official test set and nothing is ever se
 
 from __future__ import annotations
 
-import http.client
 import logging
 from pathlib import Path
 from typing import Literal
@@ -15,6 +14,7 @@ import numpy as np
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import calculate_md5, check_integrity
 
+from clipprobe.data.fetch import fetch, short_error
 from clipprobe.data.store import DatasetMeta, Split, save_dataset
 from clipprobe.errors import ClipprobeError
 
@@ -22,9 +22,6 @@ _logger = logging.getLogger(__name__)
 
 CIFAR_DATASETS: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 _TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-
-# What torchvision raises when the download, its checksum or the extraction fails (URLError is an OSError)
-FETCH_ERRORS = (OSError, RuntimeError, http.client.HTTPException)
 
 
 def prepare_cifar(
@@ -56,7 +53,11 @@ def prepare_cifar(
         image_size=(32, 32),
         splits={},  # filled in by save_dataset
         source=f"torchvision.datasets.{type(official_train).__name__} ({official_train.url})",
-        extra={"val_per_class": val_per_class, "val_seed": seed},
+        extra={
+            "val_per_class": val_per_class,
+            "val_seed": seed,
+            "raw_class_names": list(official_train.classes),
+        },
     )
     splits = {
         "train": Split(images=official_train.data[train_idx], labels=labels[train_idx]),
@@ -95,17 +96,18 @@ def holdout_val(
 def _load(name: str, downloads: Path, train: bool, download: bool) -> CIFAR10:
     cls = CIFAR_DATASETS[name]
     archive = downloads / cls.filename
-    # torchvision extracts an intact archive without touching the network, so that is allowed offline too
-    fetch = download or check_integrity(archive, cls.tgz_md5)
-    try:
-        return cls(root=downloads, train=train, download=fetch)
-    except FETCH_ERRORS as err:
-        raise ClipprobeError(_fetch_failure(name, archive, err, download)) from None
+    return fetch(
+        lambda get: cls(root=downloads, train=train, download=get),
+        archive_intact=check_integrity(archive, cls.tgz_md5),
+        url=cls.url,
+        download=download,
+        failure=lambda err, tried: _fetch_failure(name, archive, err, tried),
+    )
 
 
-def _fetch_failure(name: str, archive: Path, err: BaseException, download: bool) -> str:
+def _fetch_failure(name: str, archive: Path, err: BaseException | None, download: bool) -> str:
     cls, title, folder = CIFAR_DATASETS[name], _TITLES[name], archive.parent
-    why = f"the download failed ({short_error(err)})" if download else "downloading is off"
+    why = f"the download failed ({short_error(err)})" if download and err else "downloading is off"
     if not archive.is_file():
         return (
             f"data: {title} not found in {folder}/ and {why}; "
@@ -119,10 +121,5 @@ def _fetch_failure(name: str, archive: Path, err: BaseException, download: bool)
         )
     # the archive is intact, so what failed is the extraction or the extracted files
     extracted = folder / cls.base_folder
-    return f"data: could not read {title} from {folder}/ ({short_error(err)}); delete {extracted}/ and rerun"
-
-
-def short_error(err: BaseException) -> str:
-    """One line for an exception; a URLError's reason is the useful part."""
-    detail = getattr(err, "reason", None) or err
-    return f"{type(err).__name__}: {detail}".replace("\n", " ")
+    detail = f" ({short_error(err)})" if err else ""
+    return f"data: could not read {title} from {folder}/{detail}; delete {extracted}/ and rerun"

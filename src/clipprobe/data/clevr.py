@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.datasets import CLEVRClassification
 from torchvision.datasets.utils import calculate_md5, check_integrity
 
-from clipprobe.data.cifar import FETCH_ERRORS, short_error
+from clipprobe.data.fetch import fetch, short_error
 from clipprobe.data.store import DatasetMeta, Split, save_dataset
 from clipprobe.errors import ClipprobeError
 
@@ -99,23 +99,25 @@ def _resize_shortest(image: Image.Image, size: int) -> Image.Image:
 
 
 def _load(downloads: Path, split: str, download: bool) -> CLEVRClassification:
-    base = downloads / "clevr"
-    archive = base / ARCHIVE
-    extracted = (base / Path(ARCHIVE).stem).is_dir()
-    # torchvision extracts an intact archive without touching the network, so that is allowed offline too
-    fetch = download or (not extracted and check_integrity(archive, CLEVRClassification._MD5))
-    try:
-        return CLEVRClassification(root=downloads, split=split, download=fetch)
-    except FETCH_ERRORS as err:
-        raise ClipprobeError(_fetch_failure(archive, err, download)) from None
+    archive = downloads / "clevr" / ARCHIVE
+    return fetch(
+        lambda get: CLEVRClassification(root=downloads, split=split, download=get),
+        archive_intact=check_integrity(archive, CLEVRClassification._MD5),
+        url=CLEVRClassification._URL,
+        download=download,
+        failure=lambda err, tried: _fetch_failure(archive, err, tried),
+    )
 
 
-def _fetch_failure(archive: Path, err: BaseException, download: bool) -> str:
+def _fetch_failure(archive: Path, err: BaseException | None, download: bool) -> str:
     folder, md5, url = archive.parent, CLEVRClassification._MD5, CLEVRClassification._URL
-    why = f"the download failed ({short_error(err)})" if download else "downloading is off"
+    why = f"the download failed ({short_error(err)})" if download and err else "downloading is off"
     if not archive.is_file():
         return f"data: CLEVR not found in {folder}/ and {why}; put {ARCHIVE} (md5 {md5}) from {url} into {folder}/"
     actual = calculate_md5(archive)
     if actual != md5:
         return f"data: {archive} is corrupt (md5 {actual}, expected {md5}) and {why}; replace it with {ARCHIVE} from {url}"
-    return f"data: could not read CLEVR from {folder}/ ({short_error(err)}); delete {folder / Path(ARCHIVE).stem}/ and rerun"
+    detail = f" ({short_error(err)})" if err else ""
+    return (
+        f"data: could not read CLEVR from {folder}/{detail}; delete {folder / Path(ARCHIVE).stem}/ and rerun"
+    )

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.datasets import OxfordIIITPet
 from torchvision.datasets.utils import calculate_md5, check_integrity
 
-from clipprobe.data.cifar import FETCH_ERRORS, short_error
+from clipprobe.data.fetch import fetch, short_error
 from clipprobe.data.store import IGNORE, DatasetMeta, Split, save_dataset
 from clipprobe.errors import ClipprobeError
 
@@ -97,20 +97,21 @@ def _url_folder() -> str:
 
 def _load(downloads: Path, split: str, download: bool) -> OxfordIIITPet:
     base = downloads / FOLDER
-    extracted = (base / "images").is_dir() and (base / "annotations").is_dir()
-    intact = all(check_integrity(base / Path(url).name, md5) for url, md5 in OxfordIIITPet._RESOURCES)
-    # torchvision extracts intact archives without touching the network, so that is allowed offline too
-    fetch = download or (not extracted and intact)
-    try:
-        return OxfordIIITPet(
-            downloads, split=split, target_types=["category", "segmentation"], download=fetch
-        )
-    except FETCH_ERRORS as err:
-        raise ClipprobeError(_fetch_failure(base, err, download)) from None
+    return fetch(
+        lambda get: OxfordIIITPet(
+            downloads, split=split, target_types=["category", "segmentation"], download=get
+        ),
+        archive_intact=all(
+            check_integrity(base / Path(url).name, md5) for url, md5 in OxfordIIITPet._RESOURCES
+        ),
+        url=OxfordIIITPet._RESOURCES[0][0],
+        download=download,
+        failure=lambda err, tried: _fetch_failure(base, err, tried),
+    )
 
 
-def _fetch_failure(folder: Path, err: BaseException, download: bool) -> str:
-    why = f"the download failed ({short_error(err)})" if download else "downloading is off"
+def _fetch_failure(folder: Path, err: BaseException | None, download: bool) -> str:
+    why = f"the download failed ({short_error(err)})" if download and err else "downloading is off"
     archives = [(Path(url).name, md5) for url, md5 in OxfordIIITPet._RESOURCES]
     missing = [f"{name} (md5 {md5})" for name, md5 in archives if not (folder / name).is_file()]
     if missing:
@@ -125,4 +126,5 @@ def _fetch_failure(folder: Path, err: BaseException, download: bool) -> str:
                 f"data: {folder / name} is corrupt (md5 {actual}, expected {md5}) and {why}; "
                 f"replace it with {name} from {_url_folder()}"
             )
-    return f"data: could not read Oxford-IIIT Pet from {folder}/ ({short_error(err)}); delete {folder}/images/ and {folder}/annotations/ and rerun"
+    detail = f" ({short_error(err)})" if err else ""
+    return f"data: could not read Oxford-IIIT Pet from {folder}/{detail}; delete {folder}/images/ and {folder}/annotations/ and rerun"

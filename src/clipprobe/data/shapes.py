@@ -25,12 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from clipprobe.data.captions import CaptionObject, sample_caption, validate_caption_mix
 from clipprobe.data.store import DatasetMeta, Split, save_dataset
 from clipprobe.errors import ClipprobeError
-from clipprobe.runtime import show_progress
+from clipprobe.progress import progress as progress_bar
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross")
 COLOURS = {
@@ -91,6 +90,7 @@ class Scene:
     labelled: int  # index of the largest visible object
     label: int  # its class index
     position: tuple[float, float]  # (x, y) in [0, 1]: centre of its visible pixels
+    background: int = -1  # index into BACKGROUNDS of a sampled scene (-1: a given background)
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -186,7 +186,10 @@ def render_objects(
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def _background(rng: np.random.Generator, image_size: int) -> np.ndarray:
+BACKGROUNDS = ("noise", "gradient", "blotches")  # the kinds _background draws, by index
+
+
+def _background(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, int]:
     """(H, W, 3) uint8 mid-tone, low-saturation noise, gradient or blotches, clipped to BACKGROUND_RANGE."""
     h = image_size
     tint = rng.uniform(-10, 10, 3).astype(np.float32)
@@ -209,7 +212,7 @@ def _background(rng: np.random.Generator, image_size: int) -> np.ndarray:
         small = Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8))
         img = np.asarray(small.resize((h, h), Image.Resampling.BICUBIC))
     lo, hi = BACKGROUND_RANGE
-    return np.clip(img, lo, hi).astype(np.uint8)
+    return np.clip(img, lo, hi).astype(np.uint8), int(kind)
 
 
 def _sample_layout(rng: np.random.Generator, count: int) -> list[ShapeObject]:
@@ -239,7 +242,10 @@ def sample_scene(rng: np.random.Generator, count: int, image_size: int) -> tuple
         objects = _sample_layout(rng, count)
         drawn = _draw_instances(objects, image_size)
         if (drawn.shown >= MIN_VISIBLE * drawn.areas).all() and (drawn.areas > 0).all():
-            return objects, _compose(objects, drawn, _background(rng, image_size))
+            background, kind = _background(rng, image_size)
+            scene = _compose(objects, drawn, background)
+            scene.background = kind
+            return objects, scene
     raise RuntimeError(f"no layout of {count} objects at {image_size} px within {_MAX_TRIES} tries")
 
 
@@ -264,6 +270,7 @@ def _generate_chunk(chunk: _Chunk) -> Split:
         objects, scene = sample_scene(rng, count, chunk.image_size)
         out.images[i], out.masks[i], out.labels[i] = scene.image, scene.mask, scene.label
         out.counts[i], out.positions[i] = count, scene.position
+        out.backgrounds[i], out.sizes[i] = scene.background, objects[scene.labelled].size
         described = [
             CaptionObject(COLOUR_NAMES[o.colour], SHAPES[o.shape], o.large, o.x, o.y) for o in objects
         ]
@@ -279,6 +286,8 @@ def _empty_split(n: int, image_size: int) -> Split:
         masks=np.empty((n, image_size, image_size), np.uint8),
         counts=np.empty(n, np.int64),
         positions=np.empty((n, 2), np.float32),
+        backgrounds=np.empty(n, np.int64),
+        sizes=np.empty(n, np.float32),
     )
 
 
@@ -328,14 +337,23 @@ def generate_shapes(
         for i, start in enumerate(range(0, n, _CHUNK))
     ]
     out = _empty_split(n, image_size)
-    bar = tqdm(total=n, desc=f"shapes {image_size}px", unit="img", disable=not (progress and show_progress()))
+    bar = progress_bar(total=n, desc=f"shapes {image_size}px", enabled=progress)
     with ExitStack() as stack:
         mapper = map
         if workers > 1 and len(chunks) > 1:
             mapper = stack.enter_context(_pool_context().Pool(min(workers, len(chunks)))).imap
         for chunk, part in zip(chunks, mapper(_generate_chunk, chunks), strict=True):
             rows = slice(chunk.index * _CHUNK, chunk.index * _CHUNK + chunk.n)
-            for name in ("images", "labels", "captions", "masks", "counts", "positions"):
+            for name in (
+                "images",
+                "labels",
+                "captions",
+                "masks",
+                "counts",
+                "positions",
+                "backgrounds",
+                "sizes",
+            ):
                 getattr(out, name)[rows] = getattr(part, name)
             bar.update(chunk.n)
     bar.close()

@@ -29,6 +29,7 @@ from torchvision.models.vgg import cfgs, make_layers
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.clip import mean_std
 from clipprobe.models.tower import FrozenTower
+from clipprobe.network import reachable
 
 ENCODER_WIDTHS = (64, 128, 256, 512, 512)  # VGG11 conv1..conv5 outputs: UNet11's skips, finest first
 NUM_FILTERS = 32  # TernausNet's decoder width unit
@@ -120,6 +121,11 @@ def load_imagenet_encoder(unet: UNet11, cache_dir: str | Path) -> None:
     cache_dir = Path(cache_dir)
     url = IMAGENET_WEIGHTS.url
     path = cache_dir / Path(url).name
+    if not path.is_file() and not reachable(url):
+        raise ClipprobeError(
+            f"segment.unet_encoders: 'imagenet' needs torchvision's VGG11 ImageNet weights, which are not in "
+            f"{cache_dir}/ and cannot be downloaded (offline?); put {path.name} from {url} into {cache_dir}/"
+        )
     try:
         state = IMAGENET_WEIGHTS.get_state_dict(
             model_dir=str(cache_dir), progress=False, check_hash=True, weights_only=True
@@ -139,8 +145,13 @@ def load_imagenet_encoder(unet: UNet11, cache_dir: str | Path) -> None:
         ) from None
 
 
+# torchvision's ImageNet statistics, which its VGG11 weights were trained with (VGG11_Weights' transforms)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 class ImageInput(nn.Module):
-    """uint8 (B, H, W, 3) images -> `net` on (B, 3, H, W) images normalised with the CLIP model's mean/std."""
+    """uint8 (B, H, W, 3) images -> `net` on (B, 3, H, W) images normalised with `mean`/`std` (in [0, 1] units)."""
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -236,8 +247,9 @@ def build_model(
             f"segment: UNet11's five poolings need images whose side is a multiple of 32 (got {image_size} px)"
         )
     unet = UNet11(n_classes, width_div)
-    if name == "unet11_imagenet":
+    if name == "unet11_imagenet":  # its encoder learnt on ImageNet-normalised images; scratch keeps CLIP's
         load_imagenet_encoder(unet, weights_dir)
+        return ImageInput(unet, IMAGENET_MEAN, IMAGENET_STD)
     return ImageInput(unet, mean, std)
 
 
@@ -273,5 +285,5 @@ def build_models(
             mean=mean,
             std=std,
             weights_dir=weights_dir,
-        ).to(device)
+        ).to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and CUDA
     return models

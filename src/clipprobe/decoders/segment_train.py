@@ -9,6 +9,7 @@ feature decoders train on the cached frozen-tower outputs, so the tower never ru
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from clipprobe.decoders.inputs import batch_rows
 from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import FEATURE_MODELS
 from clipprobe.errors import ClipprobeError
-from clipprobe.runtime import show_progress
+from clipprobe.progress import progress
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def train(
     x, y = inputs["train"], masks["train"]
     best: tuple[float, int, dict] | None = None
     curves = []
-    for epoch in tqdm(range(1, recipe.epochs + 1), desc=desc, disable=not show_progress()):
+    for epoch in progress(range(1, recipe.epochs + 1), desc=desc):
         model.train()
         loss_sum, pixels = 0.0, 0
         for idx in batch_rows(len(x), recipe.batch_size, order):
@@ -114,6 +114,10 @@ def train(
             (total / max(n, 1)).backward()
             optimiser.step()
             loss_sum, pixels = loss_sum + float(total.detach()), pixels + n
+        if not math.isfinite(loss_sum):
+            raise ClipprobeError(
+                f"segment.lr: training of {desc} diverged (non-finite loss in epoch {epoch}); lower it (got {recipe.lr:g})"
+            )
         confusion, val_loss = evaluate(
             model, inputs["val"], masks["val"], len(class_names), recipe.batch_size
         )
@@ -146,8 +150,12 @@ def model_inputs(
 ) -> dict[str, torch.Tensor]:
     """What model `name` reads per split: its cached features ("clip", "pooled") or the uint8 images."""
     if name in FEATURE_MODELS:
-        return {split: kinds[name].to(device) for split, kinds in features.items()}
-    return dict(images)
+        return {split: _channels_last(kinds[name].to(device).float()) for split, kinds in features.items()}
+    return dict(images)  # uint8 (N, H, W, 3): ImageInput's permute gives the models channels_last batches
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def compare(

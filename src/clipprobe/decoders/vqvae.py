@@ -16,6 +16,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from clipprobe import readouts
 from clipprobe.data.store import Split
 from clipprobe.decoders.inputs import frozen_features
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
@@ -31,7 +32,7 @@ from clipprobe.decoders.vqvae_train import (
 from clipprobe.params import VqvaeParams
 
 # model -> the cached input it reads ("pixels" = the target images themselves)
-MODELS = {"plain": "pixels", "clip": "clip", "random_tower": "random", "pooled": "pooled"}
+MODELS = dict(zip(readouts.VQVAE_MODELS, ("pixels", "clip", "random", "pooled"), strict=True))
 
 
 def targets(images: np.ndarray, size: int) -> torch.Tensor:
@@ -86,8 +87,9 @@ def evaluate(
     )
     grid = features["train"]["clip"].shape[-1]  # the pre-pool map's side
     images = {split: targets(data.images, cfg.image_size) for split, data in splits.items()}
+    on_device = {split: x.to(device) for split, x in images.items()}  # the targets, gathered there per batch
     for split in images:
-        features[split]["pixels"] = images[split]
+        features[split]["pixels"] = on_device[split]
     variance = images["train"].var().item()
     print(
         f"frozen features in {time.perf_counter() - start:.1f} s: {grid}x{grid} map; data variance {variance:.4f}"
@@ -101,7 +103,7 @@ def evaluate(
         tic = time.perf_counter()
         torch.manual_seed(seed)
         vq = build(kind, cfg, features["train"], grid)
-        pairs = {split: Pairs(features[split][kind], images[split]) for split in ("train", "val")}
+        pairs = {split: Pairs(features[split][kind], on_device[split]) for split in ("train", "val")}
         history = train_vqvae(
             vq,
             pairs["train"],

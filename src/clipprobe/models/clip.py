@@ -13,18 +13,22 @@ A checkpoint *path* carries no such flag: pick the ``-quickgelu`` arch for OpenA
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import open_clip
 import torch
+from open_clip.factory import load_state_dict
 
+from clipprobe.contracts import problem, read_json, read_torch
 from clipprobe.errors import ClipprobeError
 from clipprobe.io import write_json
 from clipprobe.models.registry import CONFIG_DIR, TINY_ARCHS
+from clipprobe.network import reachable
 from clipprobe.runtime import save_torch
 
 _logger = logging.getLogger(__name__)
@@ -100,22 +104,41 @@ def load_clip(
 ) -> tuple[open_clip.CLIP, Tokenizer, dict]:
     """Rebuild the model ``save_clip`` wrote (strict load), in eval mode on ``device``.
 
-    Returns (model, tokenizer, info) where info is the content of model.json.
+    Returns (model, tokenizer, info) where info is the content of model.json. Both files go through their
+    checked loaders (`clipprobe.contracts`); a state dict of another architecture is one line saying how.
     """
     model_dir = Path(model_dir)
-    for name in (INFO_FILE, WEIGHTS_FILE):
-        if not (model_dir / name).is_file():
-            raise ClipprobeError(f"{model_dir / name}: not found (run the clip stage)")
-    info = _read_info(model_dir / INFO_FILE)
-    # open_clip's checkpoint-file route: strict load_state_dict with torch.load(weights_only=True).
+    info = read_json(model_dir / INFO_FILE, "clip", ("arch", "pretrained", "image_size", "mean", "std"))
+    if info["arch"] not in open_clip.list_models():
+        raise problem(model_dir / INFO_FILE, "an open_clip arch", repr(info["arch"]), "clip")
+    state = read_torch(model_dir / WEIGHTS_FILE, "clip")
     model = _build(
-        info["arch"],
-        info["pretrained"],
-        preprocess={"mean": tuple(info["mean"]), "std": tuple(info["std"])},
-        pretrained=str(model_dir / WEIGHTS_FILE),
-        require_pretrained=True,
+        info["arch"], info["pretrained"], preprocess={"mean": tuple(info["mean"]), "std": tuple(info["std"])}
     )
+    mismatch = state_dict_mismatch(model, state)
+    if mismatch:
+        raise problem(model_dir / WEIGHTS_FILE, f"the weights of {info['arch']}", mismatch, "clip")
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), _tokenizer(info["arch"]), info
+
+
+def state_dict_mismatch(model: torch.nn.Module, state: object) -> str:
+    """'' when `state` loads into `model` strictly; else what differs, in one short phrase."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return f"{type(state).__name__}, not a state dict of tensors"
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    parts = [
+        f"{len(names)} {what} ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''})"
+        for what, names in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+        )
+        if names
+    ]
+    return "; ".join(parts)
 
 
 @functools.cache
@@ -124,35 +147,53 @@ def _tokenizer(arch: str) -> Tokenizer:
     return open_clip.get_tokenizer(arch)
 
 
-def _read_info(path: Path) -> dict:
-    try:
-        info = json.loads(path.read_text())
-        arch = info["arch"]
-    except (ValueError, KeyError, TypeError):
-        raise ClipprobeError(f"{path}: not a clipprobe model.json (rerun the clip stage)") from None
-    if arch not in open_clip.list_models():
-        raise ClipprobeError(f"{path}: unknown arch '{arch}' (rerun the clip stage)")
-    return info
-
-
 def _build(arch: str, tag: str, preprocess: dict | None = None, **kwargs: Any) -> open_clip.CLIP:
     """open_clip.create_model with the tiny configs' normalisation and the tag's activation function."""
     tiny = {"mean": TINY_MEAN, "std": TINY_STD} if arch in TINY_ARCHS else {}
     quick_gelu = bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
-    return open_clip.create_model(
-        arch,
-        force_quick_gelu=quick_gelu,
-        force_preprocess_cfg={**tiny, **(preprocess or {})},
-        **kwargs,
-    )
+    quiet = _RandomInitNote()  # random init is what scratch asks for, and a checkpoint file is loaded next
+    logging.getLogger().addFilter(quiet)
+    try:
+        return open_clip.create_model(
+            arch,
+            force_quick_gelu=quick_gelu,
+            force_preprocess_cfg={**tiny, **(preprocess or {})},
+            **kwargs,
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _RandomInitNote(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded ... initialized randomly" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
 
 
 def _fetch_tag(arch: str, tag: str, cache_dir: str | None, key: str) -> None:
-    """Make sure the tag's weights are in the cache, so create_model finds them; offline, say what to get."""
+    """Make sure the tag's weights are in the cache, so create_model finds them; offline, say what to get.
+
+    The cache is tried first without the network; only when it misses and the weights' host answers within
+    a few seconds does open_clip download (no retry storm offline).
+    """
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     try:
+        with _hub_offline(True):
+            open_clip.download_pretrained(cfg, cache_dir=cache_dir)
+        return
+    except (OSError, RuntimeError, ValueError):  # not cached (hf_hub raises a LocalEntryNotFoundError)
+        pass
+    host = "https://huggingface.co" if cfg.get("hf_hub") else cfg["url"]
+    try:
+        if not reachable(host):
+            raise OSError(f"{host} unreachable")
         open_clip.download_pretrained(cfg, cache_dir=cache_dir)
-    except (OSError, RuntimeError):  # hf_hub: FileNotFoundError; url: URLError; no hub package: RuntimeError
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+    ):  # hf_hub: FileNotFoundError; url: URLError; no hub: RuntimeError
         where = cache_dir or "the Hugging Face cache"
         arch_hint = f" with {key}.arch {arch}-quickgelu" if cfg.get("quick_gelu") else ""
         raise ClipprobeError(
@@ -160,6 +201,19 @@ def _fetch_tag(arch: str, tag: str, cache_dir: str | None, key: str) -> None:
             f"(offline?); download {_weights_source(cfg)} and set {key}.pretrained to that file's path"
             f"{arch_hint}, or run once with network access"
         ) from None
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: flip its constant for the block."""
+    import huggingface_hub.constants as hub
+
+    before = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = offline
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
 
 
 def _weights_source(cfg: dict) -> str:
@@ -178,12 +232,25 @@ def _load_checkpoint_file(arch: str, path: Path, key: str) -> open_clip.CLIP:
     # A user's file can fail in many ways (pickle, safetensors header, missing keys): all mean a bad file.
     except Exception as err:
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if cause.startswith("Error(s) in loading state_dict"):  # say which keys, not just that some differ
+            cause = _file_mismatch(arch, path) or cause
         raise ClipprobeError(
             f"{key}.pretrained: {path} is not a loadable {arch} checkpoint ({cause})"
         ) from None
 
 
+def _file_mismatch(arch: str, path: Path) -> str:
+    """How a checkpoint file's state dict differs from `arch`'s (open_clip's own unwrapping of the file)."""
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except Exception:  # unreadable: the caller keeps open_clip's own reason
+        return ""
+    return state_dict_mismatch(_build(arch, SCRATCH), state)
+
+
 def _unknown_pretrained(arch: str, pretrained: str, key: str) -> str:
+    if Path(pretrained).is_dir():
+        return f"{key}.pretrained: {pretrained} is a directory; give the checkpoint file inside it"
     if Path(pretrained).suffix or "/" in pretrained:
         return f"{key}.pretrained: checkpoint file {pretrained} not found"
     tags = open_clip.list_pretrained_tags_by_model(arch)

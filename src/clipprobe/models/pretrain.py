@@ -20,14 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import open_clip
 import torch
-from tqdm import tqdm
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import text_global_pool
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.clip import Tokenizer, image_size, mean_std
 from clipprobe.preprocess import preprocess_uint8
+from clipprobe.progress import progress as progress_bar
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
-LOG_EVERY = 50  # steps between progress lines when there is no progress bar (DVC and CI logs)
 
 
 @dataclass
@@ -68,21 +69,28 @@ def pretrain_clip(
     pixels = torch.from_numpy(np.array(images)).to(device)  # (N, H, W, 3) uint8, copied out of any mmap
     tokens = tokenizer(captions).to(device)  # (N, context) int64
     model.to(device).train()
+    # channels_last: oneDNN's convolutions and BatchNorm run faster on it (ResNet towers, CPU and CUDA)
+    memory_format = (
+        torch.channels_last if isinstance(model.visual, ModifiedResNet) else torch.contiguous_format
+    )
+    model.visual.to(memory_format=memory_format)
     optimizer = _adamw(model, cfg)
     loss_fn = open_clip.ClipLoss()
     batches = _epoch_batches(len(captions), cfg.batch_size, seed, device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     rows = []
-    bar = tqdm(range(1, cfg.steps + 1), desc="pretrain", disable=not progress)
-    for step in bar:
+    bar = progress_bar(total=cfg.steps, desc="pretrain", enabled=progress)
+    for step in range(1, cfg.steps + 1):
         lr = _lr_at(step - 1, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = next(batches)  # (B,)
-        x = preprocess_uint8(pixels[idx], size, mean, std)  # (B, 3, size, size) float32
+        x = preprocess_uint8(pixels[idx], size, mean, std).contiguous(
+            memory_format=memory_format
+        )  # (B, 3, S, S)
         with amp:
             image_features = model.encode_image(x, normalize=True)  # (B, D)
-            text_features = model.encode_text(tokens[idx], normalize=True)  # (B, D)
+            text_features = encode_captions(model, tokens[idx])  # (B, D)
             loss = loss_fn(image_features, text_features, model.logit_scale.exp())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -92,11 +100,38 @@ def pretrain_clip(
         rows.append(
             {"step": step, "loss": loss.item(), "logit_scale": model.logit_scale.exp().item(), "lr": lr}
         )
-        bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
-        if not progress and (step % LOG_EVERY == 0 or step == cfg.steps):
-            print(f"pretrain step {step}/{cfg.steps}: loss {rows[-1]['loss']:.3f}", flush=True)
+        if not math.isfinite(rows[-1]["loss"]):
+            raise ClipprobeError(
+                f"clip.pretrain.lr: the pretraining diverged (loss {rows[-1]['loss']} at step {step}); "
+                f"lower the learning rate (got {cfg.lr:g})"
+            )
+        bar.set_postfix_str(f"loss {rows[-1]['loss']:.3f}")
+        bar.update()
+    bar.close()
+    model.visual.to(memory_format=torch.contiguous_format)  # saved and reloaded in the usual layout
     model.eval()
     return rows
+
+
+def encode_captions(model: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """`model.encode_text(tokens, normalize=True)` on the batch cut to its longest caption.
+
+    CLIP's text tower is causal and reads each caption's features at its end-of-text token (the largest
+    token id), so the padding after the batch's longest caption never reaches any feature or gradient:
+    dropping those columns changes only the cost (the text tower is a third of a pretraining step, and shapes
+    captions fill about half of the 32 positions). Towers that pool otherwise run on the full tokens.
+    """
+    if model.text_pool_type != "argmax" or model.attn_mask is None:
+        return model.encode_text(tokens, normalize=True)
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = text_global_pool(x, tokens, "argmax")
+    projection = model.text_projection
+    x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+    return torch.nn.functional.normalize(x, dim=-1)
 
 
 def _check_inputs(images: np.ndarray, captions: list[str], cfg: PretrainConfig) -> None:
@@ -126,7 +161,8 @@ def _adamw(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
         skip = param.ndim < 2 or "embedding" in name or "logit_scale" in name
         (no_decay if skip else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    # fused: one kernel per step instead of ~10 elementwise passes over 8M parameters (12% of a CPU step)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=True)
 
 
 def _lr_at(step: int, cfg: PretrainConfig) -> float:

@@ -19,15 +19,15 @@ import open_clip
 import torch
 from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
-from tqdm import tqdm
 
 from clipprobe import paths
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.clip import Tokenizer, create_clip, load_clip, mean_std
-from clipprobe.preprocess import preprocess_uint8
-from clipprobe.runtime import show_progress
+from clipprobe.preprocess import autocast, model_input, preprocess_uint8
+from clipprobe.progress import progress
 
 LAYERS = (1, 2, 3, 4)  # residual stages whose output map can be read; 4 is the attention pool's input
+CALIBRATION_IMAGES = 5_000  # the random tower's BatchNorm statistics: the first train images, every profile
 
 
 class FrozenTower(nn.Module):
@@ -110,13 +110,14 @@ def tower_clip(
 
 
 def random_tower(
-    model: open_clip.CLIP, calibration: np.ndarray, *, seed: int, batch_size: int
+    model: open_clip.CLIP, calibration: np.ndarray, *, seed: int, batch_size: int, device: torch.device
 ) -> FrozenTower:
     """The control tower: `model`'s architecture with fresh random weights, BatchNorm statistics recalibrated.
 
     Untrained BatchNorm holds mean 0 / variance 1, which would let activations grow stage after stage; the
-    running statistics are therefore re-estimated (cumulative average) on the uint8 `calibration` images at
-    the model's own input size, as for any network whose BatchNorm must be frozen.
+    running statistics are therefore re-estimated (cumulative average) on the first CALIBRATION_IMAGES uint8
+    `calibration` images at the model's own input size, on `device`, as for any network whose BatchNorm must
+    be frozen. The weights are drawn on the CPU, so every device gets the same tower.
     """
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -131,10 +132,11 @@ def random_tower(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative moving average over the calibration batches
     mean, std = mean_std(model)
-    visual.train()
+    visual.to(device).train()
+    n = min(len(calibration), CALIBRATION_IMAGES)
     with torch.no_grad():
-        for start in range(0, len(calibration), batch_size):
-            batch = torch.from_numpy(np.array(calibration[start : start + batch_size]))
+        for start in range(0, n, batch_size):
+            batch = torch.from_numpy(np.array(calibration[start : min(start + batch_size, n)])).to(device)
             visual(preprocess_uint8(batch, int(visual.image_size), mean, std))
     for norm in norms:
         norm.momentum = 0.1
@@ -152,19 +154,31 @@ def run_tower(
     device: torch.device,
     batch_size: int,
     desc: str = "tower",
+    storage: tuple[torch.device, torch.dtype] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run uint8 (N, H, W, 3) images through the tower at `input_size` px; each head maps the batch's output map.
 
     Images are resized as open_clip's eval transform does (`preprocess_uint8`), so `input_size` above the
     model's own size means upsampled inputs and a finer map (as CIFAR's 32 px images upsampled to 224 px give
-    RN50 its 7 x 7 map). Returns float32 CPU tensors, one per head, rows in image order.
+    RN50 its 7 x 7 map). Like `features.embed_images`: channels_last, bf16 autocast on CUDA. Returns one
+    tensor per head, rows in image order, written into one buffer per head (no concatenation copy) of
+    `storage`'s (device, dtype): by default float32 on the CPU (`decoders.inputs.map_storage`).
     """
-    tower = tower.to(device)
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in heads}
+    tower = tower.to(device, memory_format=torch.channels_last)
+    where, dtype = storage or (torch.device("cpu"), torch.float32)
+    out: dict[str, torch.Tensor] = {}
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not show_progress()):
+    for start in progress(starts, desc=desc):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: memmaps
-        fmap = tower(preprocess_uint8(batch, input_size, mean, std))
-        for name, head in heads.items():
-            out[name].append(head(fmap).float().cpu())
-    return {name: torch.cat(values) for name, values in out.items()}
+        with torch.no_grad(), autocast(device):
+            fmap = tower(model_input(batch, input_size, mean, std, channels_last=True))
+            for name, head in heads.items():
+                value = head(fmap)
+                if name not in out:
+                    pinned = where.type == "cpu" and device.type == "cuda"  # non-blocking copies back
+                    shape = (len(images), *value.shape[1:])
+                    out[name] = torch.empty(shape, dtype=dtype, device=where, pin_memory=pinned)
+                out[name][start : start + len(value)].copy_(value, non_blocking=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the non-blocking copies have landed
+    return out

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clipprobe import readouts
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features import embed_texts
@@ -31,6 +32,7 @@ from clipprobe.probes.logreg import fit_logreg
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
 
 SPLITS = ("train", "val", "test")
+READOUTS = readouts.COUNTING
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")  # index = 2 * (y >= 0.5) + (x >= 0.5)
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
@@ -131,12 +133,16 @@ def tower_features(
 # ---------------------------------------------------------------------------------------------- readouts
 
 
-def zeroshot_accuracy(
+def _hits(pred: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    return (pred.cpu() == labels.cpu()).numpy()
+
+
+def zeroshot_hits(
     model: torch.nn.Module, tokenizer, task: Task, pooled: torch.Tensor, device: torch.device
-) -> float:
-    """Test accuracy of the task's template ensemble on the test split's pooled features."""
+) -> np.ndarray:
+    """(N,) test hits of the task's template ensemble on the test split's pooled features."""
     text = embed_texts(model, tokenizer, task.class_names, task.templates, device=device)  # (T, C, D)
-    return accuracy(zeroshot_logits(pooled, zeroshot_weights(text)), task.labels["test"])
+    return _hits(zeroshot_logits(pooled, zeroshot_weights(text)).argmax(dim=-1), task.labels["test"])
 
 
 def standardise(features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -157,7 +163,7 @@ def probe(
 ) -> dict[str, float]:
     """Logistic regression on features standardised with train statistics: one fit on train per C, in
     ascending order, each warm-started from the last (a regularisation path); the C best on val is kept
-    (ties: the smaller C) and scored on test. Returns test acc, val acc and C.
+    (ties: the smaller C) and scored on test. Returns test acc, val acc, C and "hits" (N,) on test.
 
     A small grid rather than the CLIP paper's 15-fit search, and no refit on train + val: on 2 CPU cores the
     pre-pool probe's (N, 2048) fits dominate the stage's time budget.
@@ -172,13 +178,14 @@ def probe(
         if best is None or val_acc > best[0]:
             best = (val_acc, C, model)
     val_acc, C, model = best
-    return {"acc": accuracy(model.predict(x["test"]), labels["test"]), "val_acc": val_acc, "C": float(C)}
+    hits = _hits(model.predict(x["test"]), labels["test"])
+    return {"acc": float(hits.mean()), "val_acc": val_acc, "C": float(C), "hits": hits}
 
 
-def majority_accuracy(train: torch.Tensor, test: torch.Tensor, n_classes: int) -> float:
-    """Test accuracy of always predicting train's most frequent class (ties: the lowest index)."""
+def majority_hits(train: torch.Tensor, test: torch.Tensor, n_classes: int) -> np.ndarray:
+    """(N,) test hits of always predicting train's most frequent class (ties: the lowest index)."""
     majority = int(torch.bincount(train, minlength=n_classes).argmax())
-    return accuracy(torch.full_like(test, majority), test)
+    return _hits(torch.full_like(test, majority), test)
 
 
 def evaluate_task(
@@ -191,18 +198,23 @@ def evaluate_task(
     max_iter: int,
     device: torch.device,
 ) -> dict:
-    """The four readouts of one task; `features[split]` holds "pooled" and "prepool" (from tower_features)."""
+    """The four readouts of one task; `features[split]` holds "pooled" and "prepool" (from tower_features).
+
+    Returns {readout: {"acc", "hits": (N,) bool test hits, ...}} for READOUTS, plus chance and n_test.
+    """
     n_classes = len(task.class_names)
     by_source = {src: {split: features[split][src] for split in SPLITS} for src in ("pooled", "prepool")}
     test = task.labels["test"]
+    zeroshot = zeroshot_hits(model, tokenizer, task, by_source["pooled"]["test"], device)
+    majority = majority_hits(task.labels["train"], test, n_classes)
     return {
-        "zeroshot": {"acc": zeroshot_accuracy(model, tokenizer, task, by_source["pooled"]["test"], device)},
+        "zeroshot": {"acc": float(zeroshot.mean()), "hits": zeroshot},
         "pooled_probe": probe(by_source["pooled"], task.labels, n_classes, Cs, max_iter, device),
         "prepool_probe": {
             **probe(by_source["prepool"], task.labels, n_classes, Cs, max_iter, device),
             "dim": float(by_source["prepool"]["test"].shape[1]),
         },
-        "majority": {"acc": majority_accuracy(task.labels["train"], test, n_classes)},
+        "majority": {"acc": float(majority.mean()), "hits": majority},
         "chance": 1.0 / n_classes,
         "n_test": float(len(test)),
     }
@@ -215,8 +227,11 @@ def evaluate(
     cfg: CountingParams,
     device: torch.device,
 ) -> dict:
-    """metrics/counting.json: every task the splits support (count; position when they hold positions),
-    each with its four readouts (`evaluate_task`), from one pass of the frozen tower per split."""
+    """Every task the splits support (count; position when they hold positions), each with its four readouts
+    (`evaluate_task`), from one pass of the frozen tower per split.
+
+    Returns {"metrics": {task: readouts without their hits}, "hits": {"<task>_<readout>": (N,) bool}}.
+    """
     tower = FrozenTower(model)  # the tower stops before the pool; its own pool gives the pooled embedding
     mean, std = mean_std(model)
     features = {
@@ -238,9 +253,18 @@ def evaluate(
     ]
     if all(data.positions is not None for data in splits.values()):
         tasks.append(position_task({s: d.positions for s, d in splits.items()}, cfg.position_templates))
-    return {
+    results = {
         task.name: evaluate_task(
             task, features, model, tokenizer, Cs=cfg.Cs, max_iter=cfg.max_iter, device=device
         )
         for task in tasks
     }
+    metrics = {task: {k: _without_hits(v) for k, v in readouts.items()} for task, readouts in results.items()}
+    hits = {
+        f"{task}_{name}": readouts[name]["hits"] for task, readouts in results.items() for name in READOUTS
+    }
+    return {"metrics": metrics, "hits": hits}
+
+
+def _without_hits(value: object) -> object:
+    return {k: v for k, v in value.items() if k != "hits"} if isinstance(value, dict) else value

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams
 from clipprobe.probes.fewshot_support import Task, class_means
 from clipprobe.probes.fewshot_train import HeadAdamW, HeadSGD, Trace
@@ -42,6 +43,8 @@ class Prior:
     weights: torch.Tensor  # (C, D) unit-norm zero-shot class weights
     logit_scale: float  # CLIP's learnt logit scale (100 for OpenAI CLIP)
     text_norms: torch.Tensor  # (C,) norms of the template-mean raw text embeddings (CLAP's prototype scale)
+    # CLIP's last visual projection, image = x_pre W^T + b: W (D, P), b (D,); None without pre-projection features
+    projection: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass
@@ -67,9 +70,11 @@ class LinearHead:
     """logits = s * x W^T + b, plain AdamW, the epoch chosen on few-shot val; subclasses choose W's init."""
 
     select = "val"
+    pre_projection = False
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
         self.prior, self.lr, self.weight_decay = prior, cfg.linear.lr, cfg.linear.weight_decay
+        self.drivers = f"fewshot.linear.lr (got {self.lr:g})"
 
     def init_weight(self, task: Task, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -114,9 +119,11 @@ class Clap:
     """
 
     select = "last"
+    pre_projection = False
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
         self.prior, self.lr = prior, cfg.clap.lr
+        self.drivers = f"fewshot.clap.lr (got {self.lr:g})"
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
         w_zs, scale = self.prior.weights, self.prior.logit_scale
@@ -145,9 +152,11 @@ class LinearProbePP:
     """LP++: visual prototypes plus a class-wise blend of the text weights, step sizes from its bounds."""
 
     select = "val"
+    pre_projection = False
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
         self.prior = prior
+        self.drivers = f"fewshot.epochs (got {cfg.epochs}; LP++ sets its own step sizes)"
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
         w_zs, support = self.prior.weights, task.support
@@ -180,3 +189,40 @@ class LinearProbePP:
                 (state["alpha"], self.lr_alpha, 0.0),
             ]
         )
+
+
+class ProLIP:
+    """ProLIP (Fahes et al. 2024; astra-vision/ProLIP): fine-tune CLIP's last visual projection W on the
+    pre-projection features, logits = s * normalise(x_pre W^T + b) W_zs^T, with the Frobenius pull
+    lambda ||W - W0||^2 to the pretrained projection, lambda = 1 / K for K shots: validation-free. Its
+    official recipe: Adam (eps 1e-4) with a cosine schedule, full batch, the bias frozen, the last epoch kept.
+    At step 0 W = W0, so the head is the zero-shot classifier.
+    """
+
+    select = "last"
+    pre_projection = True
+
+    def __init__(self, prior: Prior, cfg: FewshotParams):
+        if prior.projection is None:
+            raise ClipprobeError(
+                "fewshot.inits: prolip trains CLIP's last projection and needs the pre-projection features; "
+                "set embed.pre_projection to true"
+            )
+        self.prior, self.lr = prior, cfg.prolip.lr
+        self.weight0, self.bias = prior.projection
+        self.drivers = f"fewshot.prolip.lr (got {self.lr:g})"
+
+    def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        self.pull = 1.0 / task.shots
+        return {"weight": _heads(task, self.weight0)}
+
+    def logits(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(torch.matmul(x, state["weight"].mT) + self.bias, dim=-1)  # (H, N, D)
+        return torch.matmul(image, (self.prior.logit_scale * self.prior.weights).T)
+
+    def penalty(self, state: dict[str, torch.Tensor], task: Task) -> torch.Tensor:
+        return self.pull * (state["weight"] - self.weight0).square().sum()  # each head's own pull, summed
+
+    def optimizer(self, state: dict[str, torch.Tensor], task: Task, epochs: int) -> HeadAdamW:
+        cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / epochs))  # noqa: E731
+        return HeadAdamW([state["weight"]], lr=self.lr, weight_decay=0.0, eps=1e-4, schedule=cosine)

@@ -26,6 +26,7 @@ METHODS: dict[str, MethodInfo] = {
     "lpp": MethodInfo("LP++", "fewshot_methods:LinearProbePP"),
     "tip": MethodInfo("Tip-Adapter", "fewshot_closed:TipAdapter"),
     "gda": MethodInfo("GDA", "fewshot_closed:GaussianDiscriminant"),
+    "prolip": MethodInfo("ProLIP", "fewshot_methods:ProLIP"),
 }
 
 

@@ -31,6 +31,8 @@ class Task:
     val_labels: torch.Tensor  # (V,)
     support_index: torch.Tensor  # (H, M) rows of the train split (for tests and provenance)
     val_index: torch.Tensor  # (H, V) rows of the val split
+    support_pre: torch.Tensor | None = None  # (H, M, P) the support's pre-projection features, when cached
+    val_pre: torch.Tensor | None = None  # (H, V, P)
 
     @property
     def draws(self) -> int:
@@ -47,6 +49,8 @@ class Task:
             self.val_labels,
             self.support_index[one],
             self.val_index[one],
+            None if self.support_pre is None else self.support_pre[one],
+            None if self.val_pre is None else self.val_pre[one],
         )
 
 
@@ -86,11 +90,13 @@ def make_task(
     val_per_class: int,
     seed: int,
     device: torch.device | str = "cpu",
+    pre: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Task:
     """Draw `draws` support sets of `shots` per class from train and few-shot val sets of min(K, val_per_class)
     per class from val (capped by the smallest val class), as one stacked `Task` on `device`.
 
-    train, val: ((N, D) L2-normalised features, (N,) labels) of the train and val splits.
+    train, val: ((N, D) L2-normalised features, (N,) labels) of the train and val splits; pre: their (N, P)
+    pre-projection features, gathered for the same rows when given.
     """
     (train_x, train_y), (val_x, val_y) = train, val
     check_shots([shots], train_y, n_classes)
@@ -107,6 +113,8 @@ def make_task(
         val_labels=val_y[val_index[0]].to(device),
         support_index=support_index,
         val_index=val_index,
+        support_pre=None if pre is None else pre[0][support_index].to(device),
+        val_pre=None if pre is None else pre[1][val_index].to(device),
     )
 
 

@@ -17,7 +17,10 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from clipprobe.errors import ClipprobeError
 from clipprobe.probes.fewshot_support import Task
+
+DIVERGED = 100.0  # a training loss this many times its starting value has diverged (a sane lr only lowers it)
 
 
 class Optimizer(Protocol):
@@ -30,6 +33,8 @@ class TrainedMethod(Protocol):
     """A few-shot method trained by gradient steps on the support set (all draws at once)."""
 
     select: str  # "val": the point chosen on few-shot val (`Trace.chosen`); "last": the final epoch
+    drivers: str  # the params a divergence of its training names ("fewshot.linear.lr (got 0.001)")
+    pre_projection: bool  # trains on the features before CLIP's last projection (Task.support_pre, ...)
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]: ...
 
@@ -68,12 +73,20 @@ class HeadSGD:
 
 class HeadAdamW:
     """AdamW (torch's defaults: betas 0.9 / 0.999, eps 1e-8, decoupled decay), element-wise so heads stay
-    independent. Written out because torch.optim's first step imports torch._dynamo (seconds on a CPU)."""
+    independent, with an optional schedule of the step (a factor of lr, as HeadSGD's). Written out because
+    torch.optim's first step imports torch._dynamo (seconds on a CPU)."""
 
     def __init__(
-        self, params: list[torch.Tensor], lr: float, weight_decay: float, betas=(0.9, 0.999), eps=1e-8
+        self,
+        params: list[torch.Tensor],
+        lr: float,
+        weight_decay: float,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        schedule: Callable[[int], float] = lambda step: 1.0,
     ):
         self.params, self.lr, self.weight_decay, self.betas, self.eps = params, lr, weight_decay, betas, eps
+        self.schedule = schedule
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.n_step = 0
@@ -84,15 +97,16 @@ class HeadAdamW:
 
     @torch.no_grad()
     def step(self) -> None:
+        lr = self.lr * self.schedule(self.n_step)
         self.n_step += 1
         beta1, beta2 = self.betas
         correction1, correction2 = 1 - beta1**self.n_step, 1 - beta2**self.n_step
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            p.mul_(1 - self.lr * self.weight_decay)
+            p.mul_(1 - lr * self.weight_decay)
             m.lerp_(p.grad, 1 - beta1)
             v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             denom = (v / correction2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / correction1)
+            p.addcdiv_(m, denom, value=-lr / correction1)
 
 
 def earliest_within_noise(hits: torch.Tensor) -> torch.Tensor:
@@ -167,15 +181,21 @@ def train_heads(
     epochs: int,
     eval_every: int,
     generator: torch.Generator,
+    test_pre: torch.Tensor | None = None,
 ) -> Trace:
     """Full-batch training of all draws of `task` for `epochs` steps (one step = one pass over the support set).
 
     Parameters
     ----------
-    test: (N, D) L2-normalised test features on the task's device; test_labels: (N,).
+    test: (N, D) L2-normalised test features on the task's device; test_labels: (N,); test_pre: (N, P) their
+    pre-projection features, for methods that train on those.
 
     Returns the few-shot val and test hits of every head at each of `eval_points(epochs, eval_every)`.
     """
+    if method.pre_projection:
+        support, val, test = task.support_pre, task.val_pre, test_pre
+    else:
+        support, val = task.support, task.val
     state = method.init(task, generator)
     opt = method.optimizer(state, task, epochs)
     points = eval_points(epochs, eval_every)
@@ -185,14 +205,23 @@ def train_heads(
     for epoch in range(epochs + 1):
         if epoch in points:
             with torch.no_grad():
-                val_hits.append(head_hits(method.logits(state, task.val), task.val_labels))
+                val_hits.append(head_hits(method.logits(state, val), task.val_labels))
                 test_hits.append(head_hits(method.logits(state, test), test_labels))
         if epoch == epochs:
             break
-        logits = method.logits(state, task.support)  # (H, M, C)
+        logits = method.logits(state, support)  # (H, M, C)
         # sum over heads of each head's mean cross-entropy: heads stay independent
         loss = F.cross_entropy(logits.flatten(0, 1), targets, reduction="sum") / n_support
         loss = loss + method.penalty(state, task)
+        if epoch == 0:
+            start_loss = loss.detach()
+        if epoch + 1 in points and not bool(
+            loss <= DIVERGED * start_loss
+        ):  # NaN fails too; checked at evaluation points only
+            raise ClipprobeError(
+                f"{method.drivers}: few-shot training diverged (loss {loss.item():.3g} by epoch {epoch + 1}, "
+                f"{start_loss.item():.3g} at the start); lower the learning rate"
+            )
         opt.zero_grad()
         loss.backward()
         opt.step()

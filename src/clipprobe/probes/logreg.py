@@ -116,7 +116,8 @@ def fit_logreg(
     state = opt.state[W]
     _logger.debug("fit_logreg C=%g: %d iterations, %d evaluations", C, state["n_iter"], state["func_evals"])
     if state["n_iter"] >= max_iter:
-        _logger.warning("fit_logreg C=%g: stopped at max_iter=%d before max |grad| <= %g", C, max_iter, tol)
+        # one template for every C, so the stage folds them into one line with a count
+        _logger.warning("logistic regression: stopped at max_iter=%d before max |grad| <= %g", max_iter, tol)
     return LinearModel(W, b - W @ mu)
 
 
@@ -183,11 +184,12 @@ def linear_probe(
     device: str | torch.device = "cpu",
     max_iter: int = 1000,
     tol: float = 1e-6,
-) -> dict:
+) -> tuple[LinearModel, dict]:
     """Full linear probe: pick C on val (`C="auto"`) or take it as given, refit on train + val, score test.
 
-    Test is used for the final accuracy only. Returns plain floats: ``acc1`` (test top-1), ``C``, and with
-    ``C="auto"`` also ``val_acc`` (best validation accuracy) and ``search`` ({f"{C:.6g}": val accuracy}).
+    Test is used for the final accuracy only. Returns the fitted model and plain floats: ``acc1`` (test
+    top-1), ``C``, and with ``C="auto"`` also ``val_acc`` (best validation accuracy) and ``search``
+    ({f"{C:.6g}": val accuracy}).
     `tol` is tighter than sklearn's 1e-4 (see `search_C`); with weak regularisation 1e-4 also stops the
     refit short of the optimum, for sklearn too (bench/linear_probe.py --n 10000 --C 10: 63.1% vs 65.2%).
     """
@@ -203,4 +205,4 @@ def linear_probe(
     X, y = train if val is None else (torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]]))
     model = fit_logreg(X, y, float(C), max_iter=max_iter, tol=tol, device=device)
     result.update(acc1=accuracy(model.predict(test[0]), test[1]), C=float(C))
-    return result
+    return model, result

@@ -62,9 +62,25 @@ def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 5) -> fl
     return (topk == labels.cpu()[:, None]).any(dim=-1).double().mean().item()
 
 
+def mean_per_class_recall(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Recall averaged over the classes present in `labels` (CLIP_benchmark's `mean_per_class_recall`)."""
+    hits = (logits.argmax(dim=-1).cpu() == labels.cpu()).double()
+    classes = labels.cpu().unique()
+    return torch.stack([hits[labels.cpu() == c].mean() for c in classes]).mean().item()
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """CLIP_benchmark's classification metrics of (N, C) logits, as floats, and "hits": (N,) bool top-1."""
+    return {
+        "acc1": accuracy(logits, labels),
+        "acc5": top_k_accuracy(logits, labels, 5),
+        "mean_per_class_recall": mean_per_class_recall(logits, labels),
+        "hits": (logits.argmax(dim=-1).cpu() == labels.cpu()).numpy(),
+    }
+
+
 def evaluate(
     image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, logit_scale: float = 100.0
-) -> dict[str, float]:
-    """Zero-shot top-1 and top-5 accuracy of the template ensemble in `text` (T, C, D) on (N, D) features."""
-    logits = zeroshot_logits(image, zeroshot_weights(text), logit_scale)
-    return {"acc1": accuracy(logits, labels), "acc5": top_k_accuracy(logits, labels, 5)}
+) -> dict:
+    """`scores` of the zero-shot classifier of the template ensemble in `text` (T, C, D) on (N, D) features."""
+    return scores(zeroshot_logits(image, zeroshot_weights(text), logit_scale), labels)

@@ -1,23 +1,20 @@
 """Report section: object count and position read out before and after CLIP's attention pool.
 
 The seed report ends on a hypothesis: CLIP struggles with counting and positions not because its features
-lack the information but because the final attention pool discards it. The verdict paragraph is computed
-from metrics/counting.json: a gap counts only when it exceeds its 95% binomial noise on the test split.
+lack the information but because the final attention pool discards it. The verdict is read off the paired
+claims of results/summary.json: a gap counts only when its 95% interval over seeds and test images excludes 0.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from clipprobe import paths
 from clipprobe.params import Params
 from clipprobe.report import figures
-from clipprobe.report.markdown import pct, profile_name, tower_label
+from clipprobe.report.markdown import Summary, ci, pct, tower_label
 
 FIGURE = "figures/counting.png"
 TASKS = {"count": "object count", "position": "quadrant of the largest object"}
@@ -26,152 +23,130 @@ READOUTS = {
     "pooled_probe": "probe: pooled embedding",
     "prepool_probe": "probe: pre-pool map",
 }
-Z95 = 1.96
+WHY_AT_MAJORITY = {
+    "zeroshot": "likely the pretraining captions seldom say it in the prompts' words, so no class text embedding matches",
+    "pooled_probe": "no linearly readable signal reaches the pooled embedding",
+    "prepool_probe": "no linearly readable signal in the pooled grid of the map (too coarse a grid, or too little training)",
+}
 
 
-def _noise(a: float, b: float, n: float) -> float:
-    """Half-width of the 95% interval of the difference of two accuracies, each on n test images."""
-    return Z95 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
-
-
-def _beats(a: float, b: float, n: float) -> bool:
-    return a - b > _noise(a, b, n)
-
-
-def _figure(metrics: dict, title: str, path: Path) -> None:
-    """Grouped bars (task x readout) with each task's majority and chance levels as lines over its group."""
-    figures.set_style()
+def _figure(summary: Summary, tasks: list[str], path: Path) -> None:
+    """Grouped bars (task x readout) with 95% intervals; each task's majority and chance levels as lines."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.set_ylim(0, 100)
     width = 0.8 / len(READOUTS)
-    colours = sns.color_palette()
     for j, (key, label) in enumerate(READOUTS.items()):
-        xs = [i + (j - (len(READOUTS) - 1) / 2) * width for i in range(len(metrics))]
-        values = [100 * result[key]["acc"] for result in metrics.values()]
-        bars = ax.bar(xs, values, width=width * 0.95, color=colours[j], label=label)
-        ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
-    for i, result in enumerate(metrics.values()):
-        span = (i - 0.45, i + 0.45)
-        ax.hlines(
-            100 * result["majority"]["acc"], *span, colors="black", linestyles=":", label="majority class"
+        xs = [i + (j - (len(READOUTS) - 1) / 2) * width for i in range(len(tasks))]
+        figs = [summary.figure("counting", f"{task}_{key}") for task in tasks]
+        values = [100 * f["mean"] for f in figs]
+        errors = [100 * (f["ci95"] or 0.0) for f in figs]
+        bars = ax.bar(
+            xs, values, width=width * 0.95, yerr=errors, capsize=3, color=sns.color_palette()[j], label=label
         )
-        ax.hlines(100 * result["chance"], *span, colors="grey", linestyles="--", label="chance")
+        figures.bar_values(ax, bars, values, errors)
+    context = summary.context("counting")
+    for i, task in enumerate(tasks):
+        span = (i - 0.45, i + 0.45)
+        majority = summary.mean("counting", f"{task}_majority")
+        ax.hlines(100 * majority, *span, colors="black", linestyles=":", label="majority class")
+        ax.hlines(100 * context[task]["chance"], *span, colors="grey", linestyles="--", label="chance")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))  # one legend entry per line kind
     ax.legend(
         unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8
     )
-    ax.set_xticks(range(len(metrics)), [TASKS.get(task, task) for task in metrics])
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=10)
+    ax.set_xticks(range(len(tasks)), [TASKS.get(task, task) for task in tasks])
+    ax.set_ylabel("test accuracy (%), 95% interval")
+    ax.set_title("Counting and position readouts", fontsize=10)
     figures.save(fig, path)
 
 
-def _task_sentence(task: str, result: dict) -> tuple[str, bool, bool]:
-    """One task's finding; also whether the pool loses information and whether zero-shot trails the probe."""
-    n = result["n_test"]
-    pre, pooled, zs = (result[k]["acc"] for k in ("prepool_probe", "pooled_probe", "zeroshot"))
-    noise = _noise(pre, pooled, n)
-    if _beats(pre, pooled, n):
-        pool = f"the pre-pool map gives {pct(pre - pooled)} points more than the pooled embedding (95% noise ±{pct(noise)}): the pool discards part of it"
-    elif _beats(pooled, pre, n):
-        pool = (
-            f"the pooled embedding gives {pct(pooled - pre)} points more than the pre-pool map (±{pct(noise)}): "
-            "nothing linearly readable is lost in the pool, whose attention, a nonlinear aggregate, makes it easier to read"
-        )
+def _task_sentence(summary: Summary, task: str) -> str:
+    name = TASKS.get(task, task)
+    pool = summary.claim("counting", f"{task}_prepool-pooled")
+    align = summary.claim("counting", f"{task}_pooled-zeroshot")
+    if pool.distinguishable and pool.delta > 0:
+        reading = "the pool discards part of it"
+    elif pool.distinguishable:
+        reading = "nothing linearly readable is lost in the pool, whose attention makes it easier to read"
     else:
-        pool = f"the pre-pool map and the pooled embedding agree within noise ({pct(pre)}% vs {pct(pooled)}%, ±{pct(noise)}): the pool keeps it"
-    trails = _beats(pooled, zs, n)
-    align = (
-        f"zero-shot reaches {pct(zs)}%, {pct(pooled - zs)} points below the pooled probe, so the text side does not reach what the image embedding holds"
-        if trails
-        else f"zero-shot reaches {pct(zs)}%, as far as the pooled probe gets"
+        reading = "as far as a linear probe can tell, the pool keeps it"
+    return (
+        f"For the {name}, {pool.words('the pre-pool map', 'the pooled embedding')}: {reading}; "
+        f"{align.words('the pooled probe', 'zero-shot')}."
     )
-    return f"For the {TASKS.get(task, task)}, {pool}; {align}.", _beats(pre, pooled, n), trails
 
 
-def _below_majority(metrics: dict) -> list[str]:
-    """Readouts that do not beat the majority class beyond noise, each with why that can happen."""
-    why = {
-        "zeroshot": "likely the pretraining captions seldom say it in the prompts' words, so no class text embedding matches",
-        "pooled_probe": "no linearly readable signal reaches the pooled embedding",
-        "prepool_probe": "no linearly readable signal in the pooled grid of the map (too coarse a grid, or too little training)",
-    }
-    notes = []
-    for task, result in metrics.items():
-        majority = result["majority"]["acc"]
-        for key, label in READOUTS.items():
-            if not _beats(result[key]["acc"], majority, result["n_test"]):
-                notes.append(
-                    f"{label} on the {TASKS.get(task, task)} ({pct(result[key]['acc'])}%) does not beat the "
-                    f"majority class ({pct(majority)}%): {why[key]}"
-                )
-    return notes
-
-
-def _verdict(metrics: dict) -> str:
-    findings = [_task_sentence(task, result) for task, result in metrics.items()]
-    losses = [loses for _, loses, _ in findings]
-    if not any(
-        _beats(r["prepool_probe"]["acc"], r["majority"]["acc"], r["n_test"]) for r in metrics.values()
-    ):
-        head = "**Inconclusive**: not even the pre-pool map holds linearly readable information, so there is nothing the pool could discard."
+def _verdict(summary: Summary, tasks: list[str]) -> str:
+    losses = [
+        (claim := summary.claim("counting", f"{task}_prepool-pooled")).distinguishable and claim.delta > 0
+        for task in tasks
+    ]
+    readable = [summary.claim("counting", f"{task}_prepool_probe-majority") for task in tasks]
+    if not any(c.distinguishable and c.delta > 0 for c in readable):
+        head = "**Inconclusive**: not even the pre-pool map beats the majority class, so there is nothing the pool could be shown to discard."
     elif all(losses):
         head = "**The numbers support the hypothesis**: on every task the pool discards information the map holds."
     elif any(losses):
         head = "**The numbers support the hypothesis in part**: the pool discards information on some tasks only."
     else:
-        head = "**The numbers do not support the hypothesis**: the attention pool keeps what the pre-pool map holds."
-    if not any(losses) and any(trails for _, _, trails in findings):
-        head += " Where zero-shot falls short, the failure lies in the image-text alignment, not in the pool."
-    notes = _below_majority(metrics)
+        head = "**The numbers do not support the hypothesis**: no task shows the pool discarding what the map holds."
+    notes = []
+    for task in tasks:
+        for key, label in READOUTS.items():
+            claim = summary.claim("counting", f"{task}_{key}-majority")
+            if not (claim.distinguishable and claim.delta > 0):
+                notes.append(f"{label} on the {TASKS.get(task, task)} ({WHY_AT_MAJORITY[key]})")
     tail = (
-        (" Below the majority class: " + "; ".join(notes) + ".")
+        " Not above the majority class: " + "; ".join(notes) + "."
         if notes
         else " Every readout beats the majority class."
     )
-    return " ".join([head, *(sentence for sentence, _, _ in findings)]) + tail
+    return " ".join([head, *(_task_sentence(summary, task) for task in tasks)]) + tail
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(paths.COUNTING.read_text())
-    profile = profile_name(params)
-    _figure(metrics, f"Counting and position: {profile}", out_dir / FIGURE)
+    summary = Summary()
+    context = summary.context("counting")
+    tasks = list(context)
+    _figure(summary, tasks, out_dir / FIGURE)
     cfg = params.counting
-    model = tower_label(params)
-    dataset = params.data.counting
-    tasks = " and the ".join(TASKS.get(task, task) for task in metrics)
-    first = next(iter(metrics.values()))
+    first = context[tasks[0]]
     prompts = f"{len(cfg.count_templates)} count prompt phrasings" + (
-        f" and {len(cfg.position_templates)} position phrasings" if "position" in metrics else ""
+        f" and {len(cfg.position_templates)} position phrasings" if "position" in tasks else ""
     )
-    how_c = f"C chosen on val from {', '.join(f'{c:g}' for c in cfg.Cs)}"
     lines = [
         "## Counting and position: what the attention pool discards",
         "",
-        f"On `{dataset}`, the {tasks} are read out four ways from the frozen ResNet tower of {model}: zero-shot "
-        f"with {prompts}, ensembled; logistic regression on the pooled embedding "
-        "(`encode_image`); logistic regression on the map the attention pool reads, average-pooled to "
-        f"{cfg.prepool_grid}x{cfg.prepool_grid} cells ({first['prepool_probe']['dim']:.0f} features); and the "
-        "majority class of train. Both probes take features from one pass through the same frozen tower, "
-        f"standardised with train statistics; {how_c}; accuracies are on the {first['n_test']:.0f} test images.",
+        f"On `{params.data.counting}`, the {' and the '.join(TASKS.get(t, t) for t in tasks)} are read out four ways "
+        f"from the frozen ResNet tower of {tower_label(params)}: zero-shot with {prompts}, ensembled; logistic "
+        "regression on the pooled embedding (`encode_image`); logistic regression on the map the attention pool "
+        f"reads, average-pooled to {cfg.prepool_grid}x{cfg.prepool_grid} cells ({first['prepool_dim']:.0f} "
+        "features); and the majority class of train. Both probes take features from one pass through the same "
+        f"frozen tower, standardised with train statistics; C is chosen on val from {', '.join(f'{c:g}' for c in cfg.Cs)}; "
+        f"accuracies are on the {first['n_test']:.0f} test images.",
         "",
         f"![Counting and position readouts]({FIGURE})",
         "",
-        "| readout | " + " | ".join(f"{TASKS.get(t, t)} (%)" for t in metrics) + " |",
-        "|---|" + "---|" * len(metrics),
+        "Test accuracy of each readout with its 95% interval over seeds and test images; dotted: the majority "
+        "class of train, dashed: chance.",
+        "",
+        "| readout | " + " | ".join(f"{TASKS.get(t, t)} (%)" for t in tasks) + " |",
+        "|---|" + "---|" * len(tasks),
     ]
     for key, label in READOUTS.items():
-        cells = []
-        for result in metrics.values():
-            c = f" (C = {result[key]['C']:.3g})" if "C" in result[key] else ""
-            cells.append(f"**{pct(result[key]['acc'])}**{c}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"**{ci(summary.figure('counting', f'{t}_{key}'))}**" for t in tasks)
+            + " |"
+        )
     lines.append(
-        "| majority class (train) | " + " | ".join(pct(r["majority"]["acc"]) for r in metrics.values()) + " |"
+        "| majority class (train) | "
+        + " | ".join(ci(summary.figure("counting", f"{t}_majority")) for t in tasks)
+        + " |"
     )
-    lines.append("| chance | " + " | ".join(pct(r["chance"]) for r in metrics.values()) + " |")
-    if "position" not in metrics:
-        lines += ["", f"`{dataset}` gives object counts only, so there is no position task."]
-    lines += ["", _verdict(metrics)]
+    lines.append("| chance | " + " | ".join(pct(context[t]["chance"]) for t in tasks) + " |")
+    if "position" not in tasks:
+        lines += ["", f"`{params.data.counting}` gives object counts only, so there is no position task."]
+    lines += ["", _verdict(summary, tasks)]
     return "\n".join(lines) + "\n"

@@ -1,159 +1,161 @@
-"""Report section: the few-shot sweep (accuracy vs shots per method, and the 1-shot accuracy-vs-epoch curves)."""
+"""Report section: the few-shot sweep (accuracy vs shots per method, and the accuracy-vs-epoch curves at the
+smallest shot count), every comparison read off the paired claims over seeds."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from clipprobe import paths
+from clipprobe.contracts import Runs
 from clipprobe.params import Params
 from clipprobe.probes.fewshot_registry import METHODS
 from clipprobe.report import figures
-from clipprobe.report.markdown import pct, profile_name
+from clipprobe.report.markdown import Summary, ci, pct
+from clipprobe.summary import fewshot_curve_means
 
 ACC_FIGURE = "figures/fewshot_acc.png"
 CURVES_FIGURE = "figures/fewshot_curves.png"
 LABELS = {name: info.label for name, info in METHODS.items()}
-CURVE_METHODS = ("random", "zeroshot")
+CURVE_METHODS = ("random", "zeroshot", "prolip")  # the curves figure: the report's pair, and ProLIP
 
 
-def _accuracy_figure(acc: pd.DataFrame, metrics: dict, title: str, path: Path) -> None:
+def _accuracy_figure(summary: Summary, shots: list[int], methods: list[str], path: Path) -> None:
     """Mean test accuracy vs shots (log x), one line per method with its 95% band; zero-shot and the nearest
-    class mean of all train images as horizontal lines."""
+    class mean of all train images as horizontal lines with theirs."""
     fig, ax = plt.subplots(figsize=(7, 4.4))
-    methods = [c for c in acc.columns if c in LABELS]
-    for color, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
-        ci = [metrics[f"shots_{k}"][name]["ci95"] for k in acc["shots"]]
-        mean = 100 * acc[name]
-        ax.plot(acc["shots"], mean, marker="o", color=color, label=LABELS[name])
-        ax.fill_between(
-            acc["shots"], mean - 100 * pd.Series(ci), mean + 100 * pd.Series(ci), color=color, alpha=0.2
+    for colour, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
+        figs = [summary.figure("fewshot", f"{k}shot_{name}") for k in shots]
+        mean = np.array([100 * f["mean"] for f in figs])
+        half = np.array([100 * (f["ci95"] or 0.0) for f in figs])
+        ax.plot(shots, mean, marker="o", color=colour, label=LABELS[name])
+        ax.fill_between(shots, mean - half, mean + half, color=colour, alpha=0.15)
+    for key, style, label in (
+        ("zeroshot", "--", "zero-shot classifier"),
+        ("class_mean", ":", "nearest class mean of all train images"),
+    ):
+        fig_ = summary.figure("fewshot", key)
+        ax.axhline(
+            100 * fig_["mean"], color="black" if key == "zeroshot" else "grey", linestyle=style, label=label
         )
-    ax.axhline(100 * metrics["zeroshot_acc"], color="black", linestyle="--", label="zero-shot classifier")
-    ax.axhline(
-        100 * metrics["class_mean_acc"],
-        color="grey",
-        linestyle=":",
-        label="nearest class mean of all train images",
-    )
     ax.set_xscale("log", base=2)
-    ax.set_xticks(list(acc["shots"]), [str(k) for k in acc["shots"]])
+    ax.set_xticks(shots, [str(k) for k in shots])
     ax.minorticks_off()
     ax.set_xlabel("labelled images per class (shots)")
     ax.set_ylabel("test top-1 accuracy (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title("Few-shot accuracy vs shots", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     figures.save(fig, path)
 
 
-def _curves_figure(curves: pd.DataFrame, zeroshot_acc: float, title: str, path: Path) -> None:
-    """Test (solid) and few-shot val (dashed) accuracy vs epoch for the random and zero-shot inits."""
+def _curves_figure(curves: pd.DataFrame, summary: Summary, k: int, methods: list[str], path: Path) -> None:
+    """Test (solid) and few-shot val (dashed) accuracy vs epoch at k shots; a dot marks the epoch kept."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    methods = [m for m in CURVE_METHODS if f"{m}_test" in curves]
-    for color, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
-        ax.plot(curves["epoch"], 100 * curves[f"{name}_test"], color=color, label=f"{LABELS[name]}: test")
+    for colour, name in zip(sns.color_palette(n_colors=len(methods)), methods, strict=True):
+        test = 100 * curves[f"{name}_test"]
+        ax.plot(curves["epoch"], test, color=colour, label=f"{LABELS[name]}: test")
+        ax.plot(curves["epoch"], 100 * curves[f"{name}_val"], color=colour, linestyle="--", label="_val")
+        kept = summary.mean("fewshot", f"{k}shot_{name}.epoch_chosen")
         ax.plot(
-            curves["epoch"],
-            100 * curves[f"{name}_val"],
-            color=color,
-            linestyle="--",
-            label=f"{LABELS[name]}: few-shot val",
+            kept,
+            np.interp(kept, curves["epoch"], test),
+            marker="o",
+            markersize=8,
+            color=colour,
+            label="_kept",
         )
-    ax.axhline(100 * zeroshot_acc, color="black", linestyle=":", label="zero-shot classifier (test)")
+    ax.plot([], [], color="grey", linestyle="--", label="few-shot val (dashed)")
+    ax.plot(
+        [], [], color="grey", marker="o", linestyle="none", label="epoch kept (mean over draws and seeds)"
+    )
+    ax.axhline(
+        100 * summary.mean("fewshot", "zeroshot"), color="black", linestyle=":", label="zero-shot classifier"
+    )
     ax.set_xlabel("epoch (full-batch steps)")
-    ax.set_ylabel("top-1 accuracy (%), mean over draws")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("top-1 accuracy (%), mean over draws and seeds")
+    ax.set_title(f"{k}-shot accuracy vs epoch", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     figures.save(fig, path)
 
 
-def _table(metrics: dict, shots: list[int], methods: list[str]) -> list[str]:
-    lines = [
-        "| shots | " + " | ".join(LABELS[m] for m in methods) + " |",
-        "|---|" + "---|" * len(methods),
-    ]
-    for k in shots:
-        row = metrics[f"shots_{k}"]
-        best = max(methods, key=lambda m: row[m]["acc"])
-        cells = []
-        for m in methods:
-            delta = f"{100 * row[m]['delta_zeroshot']:+.2f} ± {pct(row[m]['delta_zeroshot_ci95'])}"
-            cell = f"{pct(row[m]['acc'])} ± {pct(row[m]['ci95'])} ({delta})"
-            cells.append(f"**{cell}**" if m == best else cell)
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _findings(metrics: dict, first: int) -> str:
-    """The report's findings at the smallest shot count, as measured (sentences computed, never asserted)."""
-    row, zs = metrics[f"shots_{first}"], metrics["zeroshot_acc"]
-    shot = f"{first} shot" + ("" if first == 1 else "s")
-    said = []
-    if "random" in row:
-        verb = "below" if row["random"]["acc"] < zs else "not below"
-        said.append(
-            f"At {shot} per class the random init reaches {pct(row['random']['acc'])}%, {verb} zero-shot"
+def _tables(summary: Summary, shots: list[int], methods: list[str]) -> list[str]:
+    """Accuracy, then the paired difference to zero-shot: methods as rows, shot counts as columns."""
+    head = "| method | " + " | ".join(f"{k} shot{'s' if k > 1 else ''}" for k in shots) + " |"
+    rule = "|---|" + "---|" * len(shots)
+    acc = [head, rule]
+    delta = [head, rule]
+    for name in methods:
+        acc.append(
+            f"| {LABELS[name]} | "
+            + " | ".join(ci(summary.figure("fewshot", f"{k}shot_{name}")) for k in shots)
+            + " |"
         )
-    if "zeroshot" in row:
-        init = row["zeroshot"]
+        cells = []
+        for k in shots:
+            claim = summary.claim("fewshot", f"{k}shot_{name}-zeroshot")
+            cell = f"{100 * claim.delta:+.2f} ± {100 * (claim.half or 0):.2f}"
+            cells.append(f"**{cell}**" if claim.distinguishable else cell)
+        delta.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    return [
+        "Test top-1 (%), mean ± 95% interval over seeds and test images (each seed's draws averaged first):",
+        "",
+        *acc,
+        "",
+        "Paired difference to the zero-shot classifier on the same test images (points, ± 95% interval over "
+        "seeds and images; bold where the interval excludes zero):",
+        "",
+        *delta,
+    ]
+
+
+def _findings(summary: Summary, first: int, methods: list[str]) -> str:
+    """The report's few-shot findings at the smallest shot count, worded by their claims."""
+    k = f"{first}shot"
+    said = []
+    if "random" in methods:
+        said.append(summary.claim("fewshot", f"{k}_random-zeroshot").words("the random init", "zero-shot"))
+    if "zeroshot" in methods:
+        init, last = (summary.figure("fewshot", f"{k}_zeroshot.{p}") for p in ("acc_init", "acc_last"))
         said.append(
-            f"the zero-shot init starts at {pct(init['acc_init'])}% (the zero-shot classifier itself), falls to "
-            f"{pct(init['acc_last'])}% by its last epoch, and keeps {pct(init['acc'])}% at the epoch chosen on "
+            f"the zero-shot init starts at {ci(init)}% (the zero-shot classifier itself), falls to {ci(last)}% by "
+            f"its last epoch and keeps {ci(summary.figure('fewshot', f'{k}_zeroshot'))}% at the epoch chosen on "
             "few-shot val"
         )
-    others = {m: v["acc"] for m, v in row.items() if m not in ("random", "zeroshot")}
-    if others:
-        best = max(others, key=others.get)
-        delta, half = row[best]["delta_zeroshot"], row[best]["delta_zeroshot_ci95"]
-        said.append(
-            f"the best other method is {LABELS[best]} at {pct(others[best])}% ({100 * delta:+.2f} ± "
-            f"{pct(half)} points against zero-shot: {_versus_zeroshot(delta, half)})"
-        )
-    return "; ".join(said) + "." if said else ""
+        if "random" in methods:
+            said.append(
+                summary.claim("fewshot", f"{k}_zeroshot-random").words(
+                    "the zero-shot init", "the random init"
+                )
+            )
+    for name in methods:
+        if name not in ("random", "zeroshot"):
+            said.append(summary.claim("fewshot", f"{k}_{name}-zeroshot").words(LABELS[name], "zero-shot"))
+    shot = f"{first} shot" + ("" if first == 1 else "s")
+    return f"At {shot} per class: " + "; ".join(said) + "." if said else ""
 
 
-def _versus_zeroshot(delta: float, half: float) -> str:
-    if delta == half == 0:
-        return "the zero-shot classifier's own predictions on every draw"
-    if delta - half > 0:
-        return "above it beyond the noise of draws and test images"
-    if delta + half < 0:
-        return "below it beyond the noise of draws and test images"
-    return "within the noise of draws and test images"
-
-
-def _prototype_paragraph(metrics: dict, linear_probe_acc: float | None) -> str:
+def _prototype_paragraph(summary: Summary) -> str:
     """Why labels add little or much here: the class means of all train images against the text weights."""
-    zs, class_mean = metrics["zeroshot_acc"], metrics["class_mean_acc"]
-    gap = 100 * (class_mean - zs)
-    verdict = f"a {'better' if gap > 0 else 'worse'} prototype than the class names by {abs(gap):.2f} points"
-    probe = (
-        ""
-        if linear_probe_acc is None
-        else f" Trained discriminatively on all of them, the full linear probe reaches {pct(linear_probe_acc)}% "
-        f"({100 * (linear_probe_acc - zs):+.2f} points against zero-shot)."
-    )
+    class_mean = summary.claim("fewshot", "class_mean-zeroshot")
+    probe = summary.claim("probe", "linear_probe-zeroshot_ensemble")
     return (
         "How much a labelled image can add: the nearest-class-mean classifier on the mean feature of *all* train "
-        f"images of each class scores {pct(class_mean)}% against zero-shot's {pct(zs)}%, {verdict}. A handful "
-        "of images per class gives a noisier prototype than that, and Tip-Adapter's cache, GDA's class means and "
-        f"LP++'s initialisation all start from such few-shot prototypes.{probe}"
+        f"images of each class scores {ci(summary.figure('fewshot', 'class_mean'))}%; "
+        f"{class_mean.words('the class means', 'the text weights')}. A handful of images per class gives a "
+        "noisier prototype than that, and Tip-Adapter's cache, GDA's class means and LP++'s initialisation all "
+        "start from such few-shot prototypes. Trained discriminatively on all of them, "
+        f"{probe.words('the full linear probe', 'zero-shot')}."
     )
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(paths.FEWSHOT.read_text())
-    acc = pd.read_csv(paths.FEWSHOT_ACC)
-    curves = pd.read_csv(paths.FEWSHOT_CURVES)
-    profile = profile_name(params)
-    shots = [int(k) for k in acc["shots"]]
-    methods = [c for c in acc.columns if c in LABELS]
+    summary = Summary()
+    shots, methods = list(params.shots), list(params.fewshot.inits)
     first = shots[0]
-    _accuracy_figure(acc, metrics, f"Few-shot accuracy vs shots: {profile}", out_dir / ACC_FIGURE)
+    _accuracy_figure(summary, shots, methods, out_dir / ACC_FIGURE)
     lines = [
         "## Few-shot: random vs zero-shot initialisation, and stronger methods",
         "",
@@ -161,39 +163,41 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"![Few-shot accuracy vs shots]({ACC_FIGURE})",
         "",
+        "Mean test accuracy per method and shot count, with its 95% band over seeds and test images; the "
+        "horizontal lines are the zero-shot classifier and the class means of all train images.",
+        "",
     ]
-    first_curves = curves[curves["shots"] == first]
-    if not first_curves.empty and any(f"{m}_test" in curves for m in CURVE_METHODS):
-        title = f"{first}-shot accuracy vs epoch: {profile}"
-        _curves_figure(first_curves, metrics["zeroshot_acc"], title, out_dir / CURVES_FIGURE)
-        lines += [f"![{first}-shot accuracy vs epoch]({CURVES_FIGURE})", ""]
+    curves = fewshot_curve_means(Runs(params.seeds), first)
+    curve_methods = [m for m in CURVE_METHODS if f"{m}_test" in curves]
+    if curve_methods:
+        _curves_figure(curves, summary, first, curve_methods, out_dir / CURVES_FIGURE)
+        lines += [
+            f"![{first}-shot accuracy vs epoch]({CURVES_FIGURE})",
+            "",
+            f"At {first} shot{'s' if first > 1 else ''} per class, test (solid) and few-shot val (dashed) accuracy "
+            "after each evaluated epoch, averaged over draws and seeds; the dot is the epoch the selection rule "
+            "kept, on average.",
+            "",
+        ]
+    context = summary.context("fewshot")
     lines += [
-        f"Test top-1 (%), mean ± 95% interval over {params.fewshot.draws} support-set draws; in brackets the "
-        f"paired difference to the zero-shot classifier ({pct(metrics['zeroshot_acc'])}%) on the same test "
-        "images, ± its 95% interval over draws *and* test images (the test split is a finite sample too); best "
-        f"per row in bold; chance {pct(metrics['chance'])}%.",
+        *_tables(summary, shots, methods),
         "",
-        *_table(metrics, shots, methods),
+        f"Zero-shot classifier: {ci(summary.figure('fewshot', 'zeroshot'))}%; chance {pct(context['chance'])}%.",
         "",
-        _findings(metrics, first),
+        _findings(summary, first, methods),
         "",
-        _prototype_paragraph(metrics, _linear_probe_acc()),
+        _prototype_paragraph(summary),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _linear_probe_acc() -> float | None:
-    """The full linear probe's test accuracy from the probe stage, when it ran."""
-    if not paths.PROBE.exists():
-        return None
-    return json.loads(paths.PROBE.read_text())["linear_probe"]["acc"]
-
-
 def _run_paragraph(params: Params) -> str:
-    cfg = params.fewshot
+    cfg, shots = params.fewshot, params.shots
+    each = f"each shot count K in {', '.join(map(str, shots))}" if len(shots) > 1 else f"K = {shots[0]} shots"
     return (
-        f"Frozen `{params.clip.arch}` features of `{params.data.classification}`, L2-normalised. For each shot count "
-        f"K in {', '.join(map(str, params.shots))}, {cfg.draws} support sets of K train images per class are drawn "
+        f"Frozen `{params.clip.arch}` features of `{params.data.classification}`, L2-normalised, for each training "
+        f"seed's CLIP. For {each}, {cfg.draws} support sets of K train images per class are drawn "
         f"without replacement, each with a few-shot val set of min(K, {cfg.val_per_class}) val images per class; "
         "every method sees the same draws, so differences are paired. Random and zero-shot init share one recipe "
         f"(logits = logit scale x features x W + b, AdamW lr {cfg.linear.lr:g}, weight decay "
@@ -201,7 +205,10 @@ def _run_paragraph(params: Params) -> str:
         "Lipschitz bounds) keep the earliest evaluation point (every "
         f"{cfg.eval_every} epochs, epoch 0 included) whose few-shot val accuracy is within one paired standard "
         "error of the best. CLAP (zero-shot-initialised cosine classifier with its class-wise pull to the text "
-        f"weights, SGD lr {cfg.clap.lr:g}, cosine schedule) is validation-free and keeps the last epoch. "
+        f"weights, SGD lr {cfg.clap.lr:g}, cosine schedule) and ProLIP (fine-tunes CLIP's last visual projection "
+        "on the cached pre-projection features with a pull lambda ||W - W0||^2 to the pretrained projection, "
+        f"lambda = 1/K, Adam lr {cfg.prolip.lr:g}, cosine schedule; it starts exactly at zero-shot) are "
+        "validation-free and keep the last epoch. "
         f"Tip-Adapter ({len(cfg.tip.alphas)} x {len(cfg.tip.betas)} grid) and GDA ({len(cfg.gda.alphas)} weights) "
         "are training-free and take the grid point with the best few-shot val accuracy. The few-shot val sets "
         "are extra labelled images; the test split only scores the chosen models."

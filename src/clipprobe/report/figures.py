@@ -1,7 +1,8 @@
-"""PNG figures for the report: one consistent seaborn style, titled with the profile and the model."""
+"""PNG figures for the report: one consistent seaborn style, one short title per figure (the profile is in the text)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +28,7 @@ def set_style() -> None:
 def integer_epochs(*axes: plt.Axes) -> None:
     """Whole-number ticks on x: epochs, not 1.5."""
     for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
 
 
 def save(fig: plt.Figure, path: Path) -> None:
@@ -38,19 +39,35 @@ def save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def bar_values(ax: plt.Axes, bars, values: list[float], errors: list[float], vertical: bool = False) -> None:
+    """Each bar's value (two decimals, as the tables) just above its error bar, on a white patch so that no
+    reference line strikes it through; a zero bar gets its 0.00 too, so it cannot pass for a missing one.
+    `vertical` turns the labels for narrow bars."""
+    pad = 0.015 * ax.get_ylim()[1]
+    for bar, value, error in zip(bars, values, errors, strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + error + pad, f"{value:.2f}", ha="center",
+                va="bottom", fontsize=6 if vertical else 7, rotation=90 if vertical else 0, zorder=5,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.85})  # fmt: skip
+
+
 def probe_bars(
-    measured: dict[str, float],
+    measured: dict[str, tuple[float, float | None]],
     chance: float,
     references: dict[str, list[Reference]],
-    title: str,
     path: Path,
 ) -> None:
-    """Bars of measured top-1 (%) per method; references as labelled markers; chance as a dashed line."""
+    """Bars of measured top-1 (%) per method with their 95% intervals; references as labelled markers;
+    chance as a dashed line."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     names = list(measured)
-    values = [100 * measured[n] for n in names]
-    bars = ax.bar(names, values, color=sns.color_palette()[: len(names)], width=0.6, label="_measured")
-    ax.bar_label(bars, fmt="%.1f", padding=3)
+    values = [100 * measured[n][0] for n in names]
+    errors = [100 * (measured[n][1] or 0.0) for n in names]
+    ax.set_ylim(0, 100)
+    bars = ax.bar(
+        range(len(names)), values, yerr=errors, capsize=4, color=sns.color_palette()[: len(names)], width=0.6
+    )
+    ax.set_xticks(range(len(names)), [textwrap.fill(name, 18) for name in names])
+    bar_values(ax, bars, values, errors)
     for i, name in enumerate(names):
         for j, ref in enumerate(references.get(name, [])):
             ax.plot(
@@ -61,27 +78,28 @@ def probe_bars(
                 linestyle="none",
                 label=f"reference: {ref.source}",
             )
-    ax.axhline(100 * chance, color="grey", linestyle="--", label=f"chance ({100 * chance:.1f}%)")
-    ax.set_ylabel("test top-1 accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=10)
+    ax.axhline(100 * chance, color="grey", linestyle="--", label=f"chance ({100 * chance:.2f}%)")
+    ax.set_ylabel("test top-1 accuracy (%), 95% interval")
+    ax.set_title("Zero-shot and linear probe", fontsize=10)
     ax.legend(loc="upper left", fontsize=8, frameon=True)
     save(fig, path)
 
 
-def pretrain_curve(curve: pd.DataFrame, title: str, path: Path) -> None:
-    """Contrastive loss per step, with the learnt logit scale on a second axis."""
+def pretrain_curve(curves: dict[int, pd.DataFrame], path: Path) -> None:
+    """Contrastive loss per step, one line per training seed, with the learnt logit scale on a second axis."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(curve["step"], curve["loss"], color=sns.color_palette()[0], linewidth=1, label="contrastive loss")
+    scale_ax = ax.twinx()
+    for colour, (seed, curve) in zip(sns.color_palette(), curves.items(), strict=False):
+        ax.plot(curve["step"], curve["loss"], color=colour, linewidth=1, label=f"loss, seed {seed}")
+        scale_ax.plot(curve["step"], curve["logit_scale"], color=colour, linestyle="--", linewidth=1)
+    scale_ax.plot([], [], color="grey", linestyle="--", label="logit scale (dashed, right axis)")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("symmetric InfoNCE loss (nats)")
-    scale_ax = ax.twinx()
-    scale_ax.plot(curve["step"], curve["logit_scale"], color=sns.color_palette()[1], label="logit scale")
     scale_ax.set_ylabel("logit scale (exp t)")
     scale_ax.grid(False)
-    lines = ax.get_lines() + scale_ax.get_lines()
+    lines = ax.get_lines() + scale_ax.get_lines()[-1:]
     ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title("CLIP pretraining", fontsize=10)
     save(fig, path)
 
 
@@ -104,4 +122,17 @@ def image_grid(
             if r == 0 and column_titles:
                 ax.set_title(column_titles[c], fontsize=8)
     fig.suptitle(title, fontsize=10)
+    save(fig, path)
+
+
+def c_search(searches: dict[int, pd.DataFrame], path: Path) -> None:
+    """Validation accuracy vs C of the linear probe's search, one line per seed (log x)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for colour, (seed, search) in zip(sns.color_palette(), searches.items(), strict=False):
+        ax.plot(search["C"], 100 * search["val_acc"], marker="o", color=colour, label=f"seed {seed}")
+    ax.set_xscale("log")
+    ax.set_xlabel("C (inverse L2 strength)")
+    ax.set_ylabel("validation top-1 accuracy (%)")
+    ax.set_title("Linear-probe C search", fontsize=10)
+    ax.legend(fontsize=8)
     save(fig, path)

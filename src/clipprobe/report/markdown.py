@@ -1,26 +1,44 @@
-"""Pieces every report section shares: the profile's name, metric lookup, the report's header."""
+"""Pieces every report section shares: the profile's name, figures over seeds, claims, the report's header."""
 
 from __future__ import annotations
 
+from clipprobe.contracts import read_summary
 from clipprobe.params import Params
 from clipprobe.report.references import references_apply
+from clipprobe.stats import Claim
+
+PROFILES = {"default": "embedded default", "paper": "paper preset"}
 
 
-def lookup(metrics: dict, key: str) -> dict:
-    """The metrics entry at a dotted key such as `zeroshot.single`."""
-    for part in key.split("."):
-        metrics = metrics[part]
-    return metrics
+class Summary:
+    """results/summary.json, read by every section: `figure(exp, name)` and `claim(exp, name)`."""
+
+    def __init__(self) -> None:
+        self.data = read_summary()
+        self.seeds = self.data["seeds"]
+
+    def figure(self, experiment: str, name: str) -> dict:
+        return self.data[experiment]["figures"][name]
+
+    def mean(self, experiment: str, name: str) -> float:
+        return self.figure(experiment, name)["mean"]
+
+    def claim(self, experiment: str, name: str) -> Claim:
+        return Claim(**self.data[experiment]["claims"][name])
+
+    def context(self, experiment: str) -> dict:
+        return self.data[experiment]["context"]
 
 
 def profile_name(params: Params) -> str:
-    """How figures and tables name the profile they come from."""
+    """How tables and the report's header name the profile they come from."""
     data, clip = params.data.classification, params.clip
+    name = PROFILES.get(params.profile, f"profile `{params.profile}`")
     if data == "shapes" and clip.pretrained == "scratch":
-        return f"embedded default (shapes world, {clip.arch} pretrained from scratch)"
+        return f"{name} (shapes world, {clip.arch} pretrained from scratch)"
     if references_apply(data, clip.arch, clip.pretrained):
-        return "paper preset (CIFAR-100, ViT-B-32 openai)"
-    return f"custom ({data}, {clip.arch} / {clip.pretrained})"
+        return f"{name} (CIFAR-100, ViT-B-32 openai)"
+    return f"{name} ({data}, {clip.arch} / {clip.pretrained})"
 
 
 def tower_label(params: Params) -> str:
@@ -35,11 +53,26 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def ci(figure: dict, scale: float = 100.0, digits: int = 2) -> str:
+    """'45.65 ± 1.23' (mean ± 95% half-width; the mean alone when there is no interval)."""
+    mean = f"{scale * figure['mean']:.{digits}f}"
+    return mean if figure["ci95"] is None else f"{mean} ± {scale * figure['ci95']:.{digits}f}"
+
+
 def render_report(params: Params, sections: list[str]) -> str:
+    seeds = params.seeds
+    over = (
+        f"a mean over the {len(seeds)} training seeds ({', '.join(map(str, seeds))}) ± its 95% interval"
+        if len(seeds) > 1
+        else f"from the single training seed {seeds[0]} (intervals over test images and draws only)"
+    )
     header = (
         "# clipprobe report\n\n"
         f"Profile: **{profile_name(params)}**. Regenerate with `dvc repro`; every number below is read from "
-        "`metrics/*.json` and `plots/*.csv` of the same run. Measured values are in bold; numbers from "
-        "elsewhere (the seed report, the CLIP paper, CLIP_benchmark) sit in separate, labelled reference columns.\n"
+        f"`results/summary.json` and `runs/` of the same run. Every figure is {over}; accuracies' intervals "
+        "also count the finite test split. A comparison names a winner only when its paired 95% interval "
+        "excludes zero, and says in how many seeds it holds; otherwise the two are *not distinguishable*. "
+        "Numbers from elsewhere (the seed report, the CLIP paper, CLIP_benchmark) sit in separate, labelled "
+        "reference columns.\n"
     )
     return "\n".join([header, *sections])

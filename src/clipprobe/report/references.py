@@ -12,18 +12,20 @@ class Reference:
     setting: str  # dataset and model the number belongs to
 
 
-_CIFAR100_VITB32 = "CIFAR-100, ViT-B/32 (openai)"
+CIFAR100_VITB32 = "CIFAR-100, ViT-B/32 (openai)"
 
-# Keyed like metrics/probe.json. Sources: shared anchors (fewshot-anchors.md, §0-§2).
+# Keyed like the probe readouts of results/summary.json. Sources: shared anchors (fewshot-anchors.md, §0-§2).
+# Each sits beside the readout of its own prompt convention; `source` says where it differs.
 PROBE_REFERENCES: dict[str, list[Reference]] = {
-    "zeroshot.single": [Reference(0.6168, "seed report (1 prompt)", _CIFAR100_VITB32)],
-    "zeroshot.ensemble": [
-        Reference(0.651, "CLIP paper, Table 11 (18 templates)", _CIFAR100_VITB32),
-        Reference(0.6453, "CLIP_benchmark", _CIFAR100_VITB32),
+    "zeroshot_report": [Reference(0.6168, "seed report (its prompt exactly)", CIFAR100_VITB32)],
+    "zeroshot_single": [],
+    "zeroshot_ensemble": [
+        Reference(0.651, "CLIP paper, Table 11 (18 templates, cleaned names)", CIFAR100_VITB32),
+        Reference(0.6453, "CLIP_benchmark (18 templates, raw names: `aquarium_fish`)", CIFAR100_VITB32),
     ],
     "linear_probe": [
-        Reference(0.7992, "seed report (sklearn, C=0.316)", _CIFAR100_VITB32),
-        Reference(0.805, "CLIP paper, Table 10 (C swept)", _CIFAR100_VITB32),
+        Reference(0.7992, "seed report (sklearn, C=0.316)", CIFAR100_VITB32),
+        Reference(0.805, "CLIP paper, Table 10 (C swept)", CIFAR100_VITB32),
     ],
 }
 

@@ -3,12 +3,11 @@
 The seed report trained a UNet11-style decoder on the frozen CLIP ResNet's pre-attention-pool map and found
 its validation loss close to UNet11's; it suspected the attention pool of discarding where things are. This
 section shows the measured curves, test scores, per-class IoU and mask overlays, and reads the verdict off
-metrics/segment.json.
+the paired claims over seeds of results/summary.json.
 """
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -18,13 +17,13 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from clipprobe import paths
+from clipprobe.contracts import Runs
 from clipprobe.data.store import IGNORE
-from clipprobe.io import load_arrays
 from clipprobe.params import Params
 from clipprobe.report import figures
-from clipprobe.report.markdown import pct, profile_name, tower_label
+from clipprobe.report.markdown import Summary, ci, pct, tower_label
 from clipprobe.report.references import PETS_REFERENCE
+from clipprobe.summary import mean_frame
 
 CURVES_FIGURE = "figures/segment_curves.png"
 IOU_FIGURE = "figures/segment_iou.png"
@@ -42,49 +41,63 @@ def _label(name: str) -> str:
     return LABELS.get(name, name)
 
 
-def _curves_figure(curves: pd.DataFrame, models: list[str], metrics: dict, title: str, path: Path) -> None:
-    """Loss (train dashed, val solid) and val mIoU per epoch; the kept epoch of each model marked."""
+def _curves_figure(curves: pd.DataFrame, models: list[str], summary: Summary, path: Path) -> None:
+    """Loss (train dashed, val solid) and val mIoU per epoch, averaged over seeds; each model's kept epoch
+    (the mean over seeds of the epoch with the best val mIoU) marked."""
     fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    best_epochs = summary.context("segment")["best_epoch"]
     for colour, name in zip(sns.color_palette(n_colors=len(models)), models, strict=True):
         loss_ax.plot(curves["epoch"], curves[f"{name}_val_loss"], color=colour, label=f"{_label(name)}: val")
         loss_ax.plot(
             curves["epoch"], curves[f"{name}_train_loss"], color=colour, linestyle="--", label="_train"
         )
-        miou_ax.plot(curves["epoch"], 100 * curves[f"{name}_val_miou"], color=colour, label=_label(name))
-        best = int(metrics[name]["best_epoch"])
-        best_miou = 100 * curves.loc[curves["epoch"] == best, f"{name}_val_miou"].iloc[0]
-        miou_ax.plot(best, best_miou, marker="o", color=colour, label="_kept")
+        miou = 100 * curves[f"{name}_val_miou"]
+        miou_ax.plot(curves["epoch"], miou, color=colour, label=_label(name))
+        kept = float(np.mean(best_epochs[name]))
+        miou_ax.plot(kept, np.interp(kept, curves["epoch"], miou), marker="o", color=colour, label="_kept")
     loss_ax.plot([], [], color="grey", linestyle="--", label="train (dashed)")
     miou_ax.axhline(
-        100 * metrics["majority"]["miou"], color="black", linestyle=":", label="majority class (test mIoU)"
+        100 * summary.mean("segment", "majority.miou"),
+        color="black",
+        linestyle=":",
+        label="majority class (test mIoU)",
     )
-    miou_ax.plot([], [], marker="o", color="grey", linestyle="none", label="epoch kept (best val mIoU)")
+    miou_ax.plot([], [], marker="o", color="grey", linestyle="none", label="epoch kept (mean over seeds)")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy per pixel (nats)", title="loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU (%)", title="validation mIoU")
     figures.integer_epochs(loss_ax, miou_ax)
     for ax in (loss_ax, miou_ax):
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-    fig.suptitle(title, fontsize=10)
     figures.save(fig, path)
 
 
-def _iou_figure(metrics: dict, models: list[str], class_names: list[str], title: str, path: Path) -> None:
-    """Test IoU per class, one bar per model (and the majority class)."""
-    rows = [
-        {"class": c, "model": _label(name), "IoU (%)": 100 * metrics[name]["iou"].get(c, np.nan)}
-        for name in [*models, "majority"]
-        for c in class_names
-    ]
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(class_names)), 4.2))
-    sns.barplot(pd.DataFrame(rows), x="class", y="IoU (%)", hue="model", ax=ax)
-    ax.set(xlabel="mask class", ylabel="test IoU (%)", ylim=(0, 100))
-    ax.set_title(title, fontsize=10)
+def _iou_figure(summary: Summary, models: list[str], class_names: list[str], path: Path) -> None:
+    """Test IoU per class, one bar per model (and the majority class), with 95% intervals over seeds; a
+    class a model never predicts right shows as a labelled 0.00 bar."""
+    names = [*models, "majority"]
+    fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(class_names)), 4.2))
+    ax.set_ylim(0, 110)  # room for the labels above the tallest bars
+    ax.set_yticks(range(0, 101, 20))
+    width = 0.8 / len(names)
+    for j, (colour, name) in enumerate(zip(sns.color_palette(n_colors=len(names)), names, strict=True)):
+        figs = [summary.data["segment"]["figures"].get(f"{name}.iou.{c}") for c in class_names]
+        values = [100 * f["mean"] if f else 0.0 for f in figs]
+        errors = [100 * (f["ci95"] or 0.0) if f else 0.0 for f in figs]
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(class_names))]
+        bars = ax.bar(
+            xs, values, width=width * 0.95, yerr=errors, capsize=2, color=colour, label=_label(name)
+        )
+        figures.bar_values(ax, bars, values, errors, vertical=True)
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set(xlabel="mask class", ylabel="test IoU (%), 95% interval")
+    ax.set_title("Segmentation: test IoU per class", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     figures.save(fig, path)
 
 
 def _palette(n_classes: int) -> np.ndarray:
-    """(256, 3) uint8 colour per mask value: background black, classes in evenly spaced hues, IGNORE white."""
+    """(256, 3) uint8 colour per mask value: classes in evenly spaced hues, IGNORE white (0, background, is
+    not painted: see `_overlay`)."""
     colours = np.zeros((256, 3), dtype=np.uint8)
     colours[1:n_classes] = (255 * np.array(sns.color_palette("husl", n_classes - 1))).astype(np.uint8)
     colours[IGNORE] = 255
@@ -115,109 +128,115 @@ def _overlay_figure(overlays: dict, models: list[str], title: str, path: Path) -
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(textwrap.fill(name, 22), fontsize=7)
-    handles = [Patch(color=palette[c] / 255, label=n) for c, n in enumerate(class_names)]
+    # background is left as the (greyed, dimmed) image itself, not painted: its legend patch says so
+    handles = [Patch(color=(0.5, 0.5, 0.5), label=f"{class_names[0]} (image, dimmed)")]
+    handles += [Patch(color=palette[c] / 255, label=n) for c, n in enumerate(class_names) if c > 0]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(bottom=0.08)
     figures.save(fig, path)
 
 
-def _table(params: Params, metrics: dict, models: list[str], class_names: list[str]) -> list[str]:
-    pets = params.data.segment == "pets" and params.data.pets.border == "foreground"
-    head = ["model", "mIoU (%)", "pixel acc (%)", *(f"IoU {c} (%)" for c in class_names), "test loss"]
-    head += ["epoch kept", "trainable params", "reference, not measured"]
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for name in [*models, "majority"]:
-        result = metrics[name]
-        ious = [f"{pct(result['iou'][c])}" if c in result["iou"] else "—" for c in class_names]
-        extra = (
-            [f"{result['best_epoch']:.0f}", f"{result['trainable_params']:,.0f}"]
-            if name != "majority"
-            else ["—", "0"]
+def _tables(params: Params, summary: Summary, models: list[str], class_names: list[str]) -> list[str]:
+    """The scores (mIoU, pixel accuracy, epoch kept, size), then per-class IoU: two tables of page width."""
+    context = summary.context("segment")
+    names = [*models, "majority"]
+    fig = lambda name, key: summary.data["segment"]["figures"].get(f"{name}.{key}")  # noqa: E731
+    lines = ["| model | mIoU (%) | pixel acc (%) | epoch kept | trainable params |", "|---|---|---|---|---|"]
+    for name in names:
+        epochs = context["best_epoch"].get(name)
+        kept = "—" if epochs is None else ", ".join(f"{e:.0f}" for e in epochs)
+        size = f"{context['trainable_params'][name]:,.0f}" if name in context["trainable_params"] else "0"
+        lines.append(
+            f"| {_label(name)} | **{ci(fig(name, 'miou'))}** | {ci(fig(name, 'pixel_acc'))} | {kept} | {size} |"
         )
-        loss = f"{result['test_loss']:.3f}" if "test_loss" in result else "—"
-        cells = [_label(name), f"**{pct(result['miou'])}**", f"**{pct(result['pixel_acc'])}**", *ious, loss]
-        lines.append("| " + " | ".join([*cells, *extra, "—"]) + " |")
-    if pets:
+    lines += ["", "Test IoU per class (%):", "", "| class | " + " | ".join(_label(n) for n in names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
+    for c in class_names:
+        cells = [ci(f) if (f := fig(name, f"iou.{c}")) else "—" for name in names]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if params.data.segment == "pets" and params.data.pets.border == "foreground":
         ref = PETS_REFERENCE
-        blanks = ["—"] * (len(head) - 2)
-        lines.append(f"| reference: {ref.source} | " + " | ".join(blanks) + f" | pet IoU {pct(ref.value)} |")
+        lines += ["", f"Reference, not measured here: {ref.source}, {ref.setting}: {pct(ref.value)}."]
     return lines
 
 
-def _verdict(metrics: dict, models: list[str]) -> str:
-    clip, pooled, majority = (metrics[k]["miou"] for k in ("clip", "pooled", "majority"))
-    if clip <= majority:
+def _verdict(summary: Summary, models: list[str]) -> str:
+    claim = lambda other: summary.claim("segment", f"clip-{other}")  # noqa: E731
+    above_majority = summary.claim("segment", "clip-majority")
+    if not (above_majority.distinguishable and above_majority.delta > 0):
         head = (
-            f"**Inconclusive**: the pre-pool decoder does not beat the majority class ({pct(majority)}% mIoU), "
-            "so there is nothing the attention pool could be shown to discard."
-        )
-    elif clip > pooled:
-        floor = ", which does no better than the majority class" if pooled <= majority else ""
-        head = (
-            "**The pre-pool map holds what the attention pool discards**: its decoder scores "
-            f"{pct(clip - pooled)} mIoU points above the same decoder fed the pooled embedding{floor}."
+            "**Inconclusive**: the pre-pool decoder does not beat the majority class beyond noise "
+            f"({above_majority.words('it', 'the majority class', unit='mIoU points')}), so there is nothing the "
+            "attention pool could be shown to discard."
         )
     else:
+        pooled = claim("pooled")
+        kept = pooled.distinguishable and pooled.delta > 0
         head = (
-            "**The attention pool keeps what the decoder uses**: the pooled embedding does as well as the "
-            f"pre-pool map ({pct(pooled - clip)} mIoU points ahead)."
+            (
+                "**The pre-pool map holds what the attention pool discards**: "
+                if kept
+                else "**No loss in the pool is shown**: "
+            )
+            + pooled.words(
+                "the decoder on the pre-pool map",
+                "the same decoder fed the pooled embedding",
+                unit="mIoU points",
+            )
+            + "."
         )
     unets = [m for m in models if m.startswith("unet11")]
-    if not unets:
-        return f"{head} (One seed; test split.)"
-    best = max(unets, key=lambda m: metrics[m]["miou"])
-    ahead = "ahead of" if clip >= metrics[best]["miou"] else "behind"
-    return (
-        f"{head} The frozen-feature decoder is {pct(abs(clip - metrics[best]['miou']))} mIoU points {ahead} "
-        f"{_label(best)} ({pct(metrics[best]['miou'])}%), trained with the same recipe. (One seed; test split.)"
-    )
+    against = [claim(m).words("the frozen-feature decoder", _label(m), unit="mIoU points") for m in unets]
+    return " ".join([head, *(f"{s[0].upper()}{s[1:]}, trained with the same recipe." for s in against)])
 
 
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(paths.SEGMENT.read_text())
-    curves = pd.read_csv(paths.SEGMENT_CURVES)
-    overlays = load_arrays(paths.SEGMENT_OVERLAYS)
+    summary = Summary()
     cfg, dataset = params.segment, params.data.segment
-    models = [name for name in metrics if name != "majority"]  # the feature decoders, then the UNet11s
+    models = summary.context("segment")["models"]
+    first = params.seeds[0]
+    overlays = Runs([first]).arrays("segment_overlays")[0]
+    columns = [f"{name}_{part}" for name in models for part in ("val_loss", "train_loss", "val_miou")]
+    curves = mean_frame(Runs(params.seeds).csv("segment_curves", ["epoch", *columns]), "epoch", columns)
     class_names = [str(c) for c in overlays["class_names"]]
-    tower = tower_label(params)
-    title = f"Segmentation, {profile_name(params)}: {dataset}, frozen tower {tower.replace('`', '')}"
-    _curves_figure(curves, models, metrics, title, out_dir / CURVES_FIGURE)
-    _iou_figure(metrics, models, class_names, title, out_dir / IOU_FIGURE)
-    _overlay_figure(overlays, models, title, out_dir / OVERLAY_FIGURE)
+    _curves_figure(curves, models, summary, out_dir / CURVES_FIGURE)
+    _iou_figure(summary, models, class_names, out_dir / IOU_FIGURE)
+    _overlay_figure(
+        overlays, models, f"Mask overlays on fixed val images (seed {first})", out_dir / OVERLAY_FIGURE
+    )
     channels, grid, _ = overlays["map_shape"].tolist()
     border = f" The trimap's border pixels count as `{params.data.pets.border}`." if dataset == "pets" else ""
-    references = (
-        "The reference column holds a published number for the same data and binary protocol, from a "
-        "different model; it is not comparable to a single run here."
-        if dataset == "pets" and params.data.pets.border == "foreground"
-        else f"No published number applies to `{dataset}`, so the reference column is empty."
-    )
     lines = [
         "## Segmentation: what the pre-pool map keeps that the pooled embedding loses",
         "",
         f"On `{dataset}` ({cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test images, "
         f"{overlays['images'].shape[1]} px, mask classes {', '.join(class_names)}).{border} "
-        f"The frozen ResNet tower of {tower} (attention pool removed, BatchNorm in eval mode) reads the images "
-        f"at {params.tower.size} px; its {channels}x{grid}x{grid} pre-pool map feeds UNet11's decoder blocks "
-        "(the map upsampled to each scale stands in for every skip), and the same decoder is fed the pooled "
-        f"embedding ({int(overlays['pooled_dim'])}-d) broadcast over the {grid}x{grid} grid. UNet11 (VGG11 encoder "
-        f"with real skips, 1/{cfg.unet_width_div} of TernausNet's widths) reads the images themselves. Every "
-        f"model: per-pixel cross-entropy, Adam (lr {cfg.lr:g}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"The frozen ResNet tower of {tower_label(params)} (attention pool removed, BatchNorm in eval mode) reads "
+        f"the images at {params.tower.size} px; its {channels}x{grid}x{grid} pre-pool map feeds UNet11's decoder "
+        "blocks (the map upsampled to each scale stands in for every skip), and the same decoder is fed the pooled "
+        f"embedding ({int(overlays['pooled_dim'])}-d) broadcast over the {grid}x{grid} grid. UNet11 (VGG11 "
+        f"encoder with real skips, 1/{cfg.unet_width_div} of TernausNet's widths) reads the images themselves. "
+        f"Every model: per-pixel cross-entropy, Adam (lr {cfg.lr:g}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
         "the same seeded batch order; the epoch kept is the one with the best val mIoU, and only it is scored "
-        "on test (mIoU from a dataset-wide confusion matrix, over the classes present).",
+        "on test (mIoU from a dataset-wide confusion matrix, over the classes present), once per seed.",
         "",
         f"![Segmentation curves]({CURVES_FIGURE})",
         "",
-        *_table(params, metrics, models, class_names),
+        "Per-pixel loss (left) and validation mIoU (right) after each epoch, averaged over seeds; dots mark the "
+        "epoch kept.",
         "",
-        references,
+        *_tables(params, summary, models, class_names),
         "",
         f"![Per-class IoU]({IOU_FIGURE})",
         "",
+        "Test IoU of every mask class per model, with 95% intervals over seeds; labels give each bar's value.",
+        "",
         f"![Mask overlays on fixed val images]({OVERLAY_FIGURE})",
         "",
-        _verdict(metrics, models),
+        "Fixed validation images, their ground-truth masks and each model's prediction: classes painted over a "
+        "grey copy of the image, background left as the dimmed image.",
+        "",
+        _verdict(summary, models),
     ]
     return "\n".join(lines) + "\n"

@@ -2,23 +2,23 @@
 
 The seed report compared final training losses (1.7655 with the CLIP encoder vs 0.1265 for the tutorial's
 VQ-VAE); those mix loss terms and resolutions. Here every model is scored on the same held-out images at
-one resolution, beside controls that say what the numbers mean. The verdict is computed from the metrics.
+one resolution, beside controls that say what the numbers mean, once per training seed. The verdict is read
+off the paired claims over seeds of results/summary.json.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from clipprobe import paths
-from clipprobe.io import load_arrays
+from clipprobe.contracts import Runs
 from clipprobe.params import Params
 from clipprobe.report import figures
-from clipprobe.report.markdown import profile_name, tower_label
+from clipprobe.report.markdown import Summary, ci, tower_label
+from clipprobe.summary import mean_frame
 
 FIGURES = {
     "samples": "figures/vqvae_reconstructions.png",
@@ -36,77 +36,70 @@ FLOORS = {"thumbnail": "floor: RGB thumbnail at the CLIP grid", "mean_colour": "
 TUTORIAL = {"mse": 0.0073, "psnr": 21.4, "perplexity": "641-671 (one batch)"}
 
 
-def _curves_figure(curves: pd.DataFrame, title: str, path: Path) -> None:
+def _curves_figure(curves: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for colour, (name, label) in zip(sns.color_palette(), MODELS.items(), strict=False):
-        ax.plot(curves["epoch"], curves[f"{name}_train_recon"], color=colour, linestyle="--", linewidth=1)
-        ax.plot(curves["epoch"], curves[f"{name}_val_recon"], color=colour, label=label)
-    ax.plot([], [], color="grey", linestyle="--", label="train (dashed) / val (solid)")
+        ax.plot(curves["epoch"], curves[f"{name}_val_recon"], color=colour, marker="o", label=label)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     figures.integer_epochs(ax)
-    ax.set_ylabel("reconstruction MSE (pixels in [0, 1])")
+    ax.set_ylabel("validation reconstruction MSE (pixels in [0, 1])")
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title("VQ-VAE validation loss", fontsize=10)
     figures.save(fig, path)
 
 
-def _verdict(metrics: dict) -> str:
-    psnr = {name: metrics[name]["psnr"] for name in (*MODELS, *FLOORS)}
-    keeps = "the plain VQ-VAE" if psnr["plain"] > psnr["clip"] else "the frozen CLIP tower"
+def _verdict(summary: Summary) -> str:
+    def says(a: str, b: str) -> str:
+        return summary.claim("vqvae", f"{a}-{b}").words(_short(a), _short(b), unit="dB", scale=1.0)
+
     parts = [
-        f"**Which encoder keeps more:** {keeps} ({psnr['plain']:.2f} dB plain vs {psnr['clip']:.2f} dB from the "
-        "CLIP pre-pool map, at the same resolution and codebook size).",
+        f"**Which encoder keeps more:** {says('plain', 'clip')}, at the same resolution and codebook size.",
+        f"Pretraining against a random-weight tower: {says('clip', 'random_tower')}.",
+        f"The attention pool: {says('clip', 'pooled')}.",
+        f"Against an RGB thumbnail of the same grid: {says('clip', 'thumbnail')}.",
     ]
-    pretraining = "adds" if psnr["clip"] > psnr["random_tower"] else "does not add"
+    below = [
+        MODELS[name]
+        for name in MODELS
+        if not ((c := summary.claim("vqvae", f"{name}-mean_colour")).distinguishable and c.delta > 0)
+    ]
     parts.append(
-        f"Pretraining {pretraining} pixel information: the same tower with random weights gives "
-        f"{psnr['random_tower']:.2f} dB."
+        f"Not above the per-image mean colour: {', '.join(below)}; what it encodes does not reliably fix each image's average colour."
+        if below
+        else "Every model beats the per-image mean colour beyond noise."
     )
-    pool = "loses" if psnr["pooled"] < psnr["clip"] else "keeps"
-    parts.append(
-        f"The attention pool {pool} it: the pooled embedding gives {psnr['pooled']:.2f} dB against the map's "
-        f"{psnr['clip']:.2f} dB."
-    )
-    thumb = "above" if psnr["clip"] > psnr["thumbnail"] else "below"
-    parts.append(
-        f"The CLIP map's reconstructions are {thumb} what an RGB thumbnail of the same grid gives "
-        f"({psnr['thumbnail']:.2f} dB)."
-    )
-    below = [MODELS[name] for name in MODELS if psnr[name] <= psnr["mean_colour"]]
-    if below:
-        parts.append(
-            f"Below the per-image mean colour ({psnr['mean_colour']:.2f} dB): {', '.join(below)}; "
-            "what it encodes does not even fix each image's average colour."
-        )
-    else:
-        parts.append(f"Every model beats the per-image mean colour ({psnr['mean_colour']:.2f} dB).")
-    collapsed = [MODELS[name] for name in MODELS if metrics[name]["codes_used"] < 0.1]
+    collapsed = [MODELS[name] for name in MODELS if summary.mean("vqvae", f"{name}.codes_used") < 0.1]
     parts.append(
         f"Codebook collapse (under 10% of codes used): {', '.join(collapsed)}."
         if collapsed
-        else "No codebook collapsed (every model uses at least 10% of its codes on test)."
+        else "No codebook collapsed (every model uses at least 10% of its codes on test, on average)."
     )
     return " ".join(parts)
 
 
+def _short(name: str) -> str:
+    return {"plain": "the plain VQ-VAE", "clip": "the CLIP map", "random_tower": "the random tower",
+            "pooled": "the pooled embedding", "thumbnail": "the thumbnail", "mean_colour": "the mean colour"}[name]  # fmt: skip
+
+
 def render(params: Params, out_dir: Path) -> str:
-    metrics = json.loads(paths.VQVAE.read_text())
-    samples = load_arrays(paths.VQVAE_SAMPLES)
+    summary = Summary()
+    context = summary.context("vqvae")
+    first = params.seeds[0]
+    samples = Runs([first]).arrays("vqvae_samples")[0]
     cfg = params.vqvae
-    profile = profile_name(params)
-    model = tower_label(params)
     figures.set_style()
     rows = {"ground truth": samples["ground_truth"]}
     rows.update({label: samples[name] for name, label in {**MODELS, **FLOORS}.items()})
-    figures.image_grid(rows, f"VQ-VAE test reconstructions: {profile}", out_dir / FIGURES["samples"])
+    figures.image_grid(rows, f"VQ-VAE test reconstructions (seed {first})", out_dir / FIGURES["samples"])
     random_rows = {MODELS[name]: samples[f"{name}_random_codes"] for name in MODELS}
-    figures.image_grid(random_rows, f"Decodings of random codes: {profile}", out_dir / FIGURES["random"])
-    _curves_figure(
-        pd.read_csv(paths.VQVAE_CURVES), f"VQ-VAE reconstruction loss: {profile}", out_dir / FIGURES["curves"]
-    )
+    figures.image_grid(random_rows, f"Decodings of random codes (seed {first})", out_dir / FIGURES["random"])
+    columns = [f"{name}_val_recon" for name in MODELS]
+    curves = mean_frame(Runs(params.seeds).csv("vqvae_curves", ["epoch", *columns]), "epoch", columns)
+    _curves_figure(curves, out_dir / FIGURES["curves"])
 
-    grid, size = int(metrics["clip_grid"]), int(metrics["image_size"])
+    grid, size = int(context["clip_grid"]), int(context["image_size"])
     paper = params.data.vqvae == "cifar10"
     lines = [
         "## VQ-VAE: how much of the image the frozen CLIP tower keeps",
@@ -115,40 +108,44 @@ def render(params: Params, out_dir: Path) -> str:
         f"with the same EMA codebook ({cfg.codebook_size} codes of width {cfg.code_dim}, commitment "
         f"{cfg.commitment:g}, decay {cfg.decay:g}), the same decoder family ({cfg.hidden} channels) and budget "
         f"({cfg.epochs} epochs, batch {cfg.batch_size}, Adam {cfg.lr:g}) reconstruct {size}x{size} images. "
-        f"The CLIP model reads the frozen ResNet tower of {model} (attention pool removed, BatchNorm in eval "
-        f"mode) at {params.tower.size} px: a {grid}x{grid} map, one code per position, through a trainable 1x1 "
-        "conv. Controls: the same tower with random weights (BatchNorm recalibrated), the pooled embedding "
-        "spread over the grid by a per-position linear map, an RGB thumbnail at the grid size upsampled back, "
-        "and each image's mean colour. Codebooks start from encodings of the first batch and dead codes are "
-        "restarted (both unlike the tutorial). Scores are on the test split at one resolution, pixels in "
-        "[0, 1], predictions clamped; PSNR from the pooled MSE; SSIM per image (torchmetrics), averaged.",
+        f"The CLIP model reads the frozen ResNet tower of {tower_label(params)} (attention pool removed, BatchNorm "
+        f"in eval mode) at {params.tower.size} px: a {grid}x{grid} map, one code per position, through a "
+        "trainable 1x1 conv. Controls: the same tower with random weights (BatchNorm recalibrated), the pooled "
+        "embedding spread over the grid by a per-position linear map, an RGB thumbnail at the grid size "
+        "upsampled back, and each image's mean colour. Codebooks start from encodings of the first batch and "
+        "dead codes are restarted (both unlike the tutorial). Scores are on the test split at one resolution, "
+        "pixels in [0, 1], predictions clamped; PSNR from the pooled MSE; SSIM per image (torchmetrics), "
+        "averaged; each a mean over seeds ± its 95% interval.",
         "",
         f"![VQ-VAE reconstructions]({FIGURES['samples']})",
         "",
-        "| model | codes per image | trainable params | MSE | MSE / variance | PSNR (dB) | SSIM | "
-        "perplexity | codes used (%) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Test images (top row) and each model's reconstruction of them, from seed {first}.",
+        "",
+        "| model | codes per image | trainable params | MSE | PSNR (dB) | SSIM | perplexity | codes used (%) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, label in MODELS.items():
-        m = metrics[name]
+        fig = lambda key, n=name: summary.figure("vqvae", f"{n}.{key}")  # noqa: E731
+        grid_ = context["models"][name]["code_grid"]
         lines.append(
-            f"| {label} | {m['code_grid']:.0f}x{m['code_grid']:.0f} | {m['trainable_params']:,.0f} | "
-            f"**{m['mse']:.4f}** | {m['mse_over_variance']:.3f} | **{m['psnr']:.2f}** | {m['ssim']:.3f} | "
-            f"{m['perplexity']:.0f} | {100 * m['codes_used']:.0f} |"
+            f"| {label} | {grid_:.0f}x{grid_:.0f} | {context['models'][name]['trainable_params']:,.0f} | "
+            f"{ci(fig('mse'), 1, 4)} | **{ci(fig('psnr'), 1)}** | {ci(fig('ssim'), 1, 3)} | "
+            f"{ci(fig('perplexity'), 1, 0)} | {ci(fig('codes_used'), 100, 0)} |"
         )
     for name, label in FLOORS.items():
-        m = metrics[name]
+        fig = lambda key, n=name: summary.figure("vqvae", f"{n}.{key}")  # noqa: E731
         lines.append(
-            f"| {label} | - | 0 | {m['mse']:.4f} | {m['mse_over_variance']:.3f} | {m['psnr']:.2f} | "
-            f"{m['ssim']:.3f} | - | - |"
+            f"| {label} | - | 0 | {ci(fig('mse'), 1, 4)} | {ci(fig('psnr'), 1)} | {ci(fig('ssim'), 1, 3)} | - | - |"
         )
-    lines += ["", _verdict(metrics), ""]
+    lines += ["", _verdict(summary), ""]
     tutorial = (
         f"MSE {TUTORIAL['mse']} (PSNR {TUTORIAL['psnr']} dB), perplexity {TUTORIAL['perplexity']}"
         if paper
         else "CIFAR-10 only: none applies to this dataset"
     )
-    totals = ", ".join(f"{MODELS[name]} {metrics[name]['report_total_loss']:.4f}" for name in MODELS)
+    totals = ", ".join(
+        f"{MODELS[name]} {sum(v) / len(v):.4f}" for name, v in context["report_total_loss"].items()
+    )
     lines += [
         "| reference (not measured here) | value | setting |",
         "|---|---|---|",
@@ -158,11 +155,15 @@ def render(params: Params, out_dir: Path) -> str:
         "codes of 768 |",
         "",
         f"For parity with the seed report only, the last epoch's summed training terms (recon + commitment + "
-        f"codebook) are {totals}; "
-        "they mix terms on different scales and should not be compared.",
+        f"codebook), averaged over seeds, are {totals}; they mix terms on different scales and should not be compared.",
         "",
         f"![VQ-VAE loss curves]({FIGURES['curves']})",
         "",
+        "Validation reconstruction MSE after each epoch (log scale), averaged over seeds.",
+        "",
         f"![Decodings of random codes]({FIGURES['random']})",
+        "",
+        "Each decoder fed codes drawn uniformly from its codebook, one row per model: what the codebook can "
+        "express without an encoder choosing the codes (a VQ-VAE with a learnt prior would sample far better).",
     ]
     return "\n".join(lines) + "\n"

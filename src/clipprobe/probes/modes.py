@@ -1,0 +1,137 @@
+"""The modes experiment: does few-shot training overfit to the mode of the support images?
+
+The seed report explains the 1-shot overfitting by modes: a class has several ("a sleeping dog", "a running
+dog"), one labelled image shows one, and training learns that mode's template and loses the others. The
+shapes world knows each image's within-class variation (`data.shapes`: its background kind, its object
+count, the labelled object's size), so for K shots per class support sets are drawn two ways at equal K:
+- concentrated: all K images of a class from one mode (drawn per class and draw);
+- spread: over as many modes as K allows (round robin over the class's modes, in random order).
+The zero-shot-init and random heads train on both (the few-shot recipe, all evaluation points kept), and
+every evaluation point scores the test images of the support's mode(s) and of the other modes apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from clipprobe.data.store import Split
+from clipprobe.errors import ClipprobeError
+from clipprobe.params import FewshotParams
+from clipprobe.probes.fewshot_methods import Prior, RandomHead, ZeroshotHead
+from clipprobe.probes.fewshot_support import Task
+from clipprobe.probes.fewshot_train import train_heads
+
+SUPPORTS = ("concentrated", "spread")
+INITS = {"zeroshot": ZeroshotHead, "random": RandomHead}
+_STREAM = 7  # random-stream purpose of the modes experiment's draws
+
+
+def mode_labels(split: Split, attribute: str, size_threshold: float) -> np.ndarray:
+    """(N,) int64 mode of every image: background kind, object count, or labelled object small/large."""
+    if attribute == "background":
+        return np.array(split.backgrounds, dtype=np.int64)  # a copy: the store is memory-mapped read-only
+    if attribute == "count":
+        return np.array(split.counts, dtype=np.int64)
+    return (np.asarray(split.sizes) >= size_threshold).astype(
+        np.int64
+    )  # "size": below / above train's median
+
+
+def draw_supports(
+    labels: np.ndarray,
+    modes: np.ndarray,
+    n_classes: int,
+    k: int,
+    draws: int,
+    kind: str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(draws, C * k) train rows, class by class, and (draws, C, n_modes) bool: the modes each class's support
+    shows. Concentrated: one mode per class with at least k images; spread: round robin over the class's modes.
+    """
+    n_modes = int(modes.max()) + 1
+    rows = np.empty((draws, n_classes * k), dtype=np.int64)
+    shown = np.zeros((draws, n_classes, n_modes), dtype=bool)
+    for h in range(draws):
+        for c in range(n_classes):
+            by_mode = [np.flatnonzero((labels == c) & (modes == m)) for m in range(n_modes)]
+            if kind == "concentrated":
+                eligible = [m for m in range(n_modes) if len(by_mode[m]) >= k]
+                plan = [eligible[rng.integers(len(eligible))]] * k
+            else:
+                present = [m for m in rng.permutation(n_modes) if len(by_mode[m])]
+                plan = [present[j % len(present)] for j in range(k)]
+            picks = [rng.permutation(by_mode[m])[: plan.count(m)] for m in sorted(set(plan))]
+            rows[h, c * k : (c + 1) * k] = np.concatenate(picks)
+            shown[h, c, sorted(set(plan))] = True
+    return rows, shown
+
+
+def _check_modes(labels: np.ndarray, modes: np.ndarray, n_classes: int, k: int, attribute: str) -> None:
+    for c in range(n_classes):
+        if not any(((labels == c) & (modes == m)).sum() >= k for m in np.unique(modes)):
+            raise ClipprobeError(
+                f"fewshot.modes.shots: {k} shots of one {attribute} mode are not there for class {c} in train; "
+                "use fewer shots"
+            )
+
+
+def run(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    data: Mapping[str, Split],
+    prior: Prior,
+    cfg: FewshotParams,
+    seed: int,
+) -> dict:
+    """Every attribute x shot count x support kind x init of `cfg.modes`, on L2-normalised features.
+
+    Returns {"<attribute>": {"shots_<K>": {"<kind>": {"<init>": {"epochs": [...], "all" / "support" / "other":
+    (E, H) accuracies as nested lists}}}}}: test accuracy per evaluation point and draw, on every test image,
+    on those whose mode the class's support shows, and on the others ("other" is left out where the support
+    shows every mode).
+    """
+    (train_x, train_y), (test_x, test_y) = train, test
+    n_classes = len(prior.weights)
+    threshold = float(np.median(np.asarray(data["train"].sizes)))
+    out: dict = {}
+    for attribute in cfg.modes.attributes:
+        train_modes = mode_labels(data["train"], attribute, threshold)
+        test_modes = torch.from_numpy(mode_labels(data["test"], attribute, threshold))
+        out[attribute] = {}
+        for k in cfg.modes.shots:
+            _check_modes(train_y.numpy(), train_modes, n_classes, k, attribute)
+            out[attribute][f"shots_{k}"] = {}
+            for s, kind in enumerate(SUPPORTS):
+                rng = np.random.default_rng([seed, k, _STREAM, cfg.modes.attributes.index(attribute), s])
+                rows, shown = draw_supports(
+                    train_y.numpy(), train_modes, n_classes, k, cfg.modes.draws, kind, rng
+                )
+                index = torch.from_numpy(rows)
+                task = Task(
+                    k, train_x[index], train_y[index[0]], train_x[index], train_y[index[0]], index, index
+                )
+                # (H, N): the test image's mode is one its class's support shows
+                in_support = torch.from_numpy(shown)[:, test_y, test_modes]
+                runs = {}
+                for name, method in INITS.items():
+                    stream = np.random.SeedSequence([seed, k, _STREAM, s])
+                    generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
+                    trace = train_heads(method(prior, cfg), task, test_x, test_y, epochs=cfg.modes.epochs,
+                                        eval_every=cfg.eval_every, generator=generator)  # fmt: skip
+                    hits = trace.test_hits.double()  # (E, H, N)
+                    runs[name] = {"epochs": trace.epochs, "all": hits.mean(dim=-1).tolist()}
+                    for part, mask in (("support", in_support), ("other", ~in_support)):
+                        if mask.any(dim=-1).all():  # e.g. no "other" mode when spread shows them all
+                            runs[name][part] = _masked_mean(hits, mask).tolist()
+                out[attribute][f"shots_{k}"][kind] = runs
+    return out
+
+
+def _masked_mean(hits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(E, H, N) hits, (H, N) mask -> (E, H) mean over the masked images (each draw masks some)."""
+    weights = mask.double()
+    return (hits * weights).sum(dim=-1) / weights.sum(dim=-1)

@@ -1,0 +1,405 @@
+"""The summary over training seeds: every figure as a mean with its 95% interval, every comparison as a
+paired claim, the headline metrics DVC shows, and the plots' CSVs (numpy only: no torch).
+
+Accuracies keep their per-image test hits, so their intervals count the test images as well as the seeds
+(`stats.crossed_interval`; few-shot hits are first averaged over a seed's support-set draws). Decoder
+scores (PSNR, mIoU) are one number per seed and get a t-interval over seeds. A claim "A is ahead of B"
+stands only when the paired interval excludes zero; it also says in how many seeds it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clipprobe.contracts import Runs
+from clipprobe.io import replace_folder
+from clipprobe.readouts import COUNTING as COUNTING_READOUTS
+from clipprobe.readouts import PROBE as PROBE_READOUTS
+from clipprobe.readouts import VQVAE_FLOORS, VQVAE_MODELS
+from clipprobe.stats import Claim, claim_from_seeds, claim_from_table, crossed_interval, t_interval
+
+HEADLINE_FEWSHOT_FIRST = ("random", "zeroshot")  # at the smallest shot count
+HEADLINE_FEWSHOT_EVERY = ("prolip",)  # at every shot count
+
+
+def _figure(mean: float, half: float | None, per_seed: Sequence[float]) -> dict:
+    return {"mean": mean, "ci95": half, "per_seed": [float(v) for v in per_seed]}
+
+
+def accuracy(hits: Sequence[np.ndarray]) -> dict:
+    """One figure from per-seed test hits, each (N,) or (H, N) over draws: mean over seeds, crossed interval."""
+    table = np.stack([np.atleast_2d(h).mean(axis=0) for h in hits]).astype(np.float64)  # (S, N)
+    mean, half = crossed_interval(table)
+    return _figure(mean, half, table.mean(axis=1))
+
+
+def per_seed(values: Sequence[float]) -> dict:
+    """One figure from one value per seed: t-interval over seeds (none with one seed)."""
+    mean, half = t_interval(np.asarray(values, dtype=np.float64))
+    return _figure(mean, half, values)
+
+
+def _claim(claim: Claim) -> dict:
+    return asdict(claim)
+
+
+def _table_claim(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> dict:
+    mean_rows = lambda hits: np.stack([np.atleast_2d(h).mean(axis=0) for h in hits])  # noqa: E731
+    return _claim(claim_from_table(mean_rows(a), mean_rows(b)))
+
+
+# ---------------------------------------------------------------------------------------------- experiments
+
+
+def probe(runs: Runs) -> dict:
+    metrics, hits = runs.json("probe", PROBE_READOUTS), runs.hits("probe_hits", PROBE_READOUTS)
+    figures = {name: accuracy([h[name] for h in hits]) for name in PROBE_READOUTS}
+    for name in PROBE_READOUTS:
+        for key in ("acc5", "mean_per_class_recall"):
+            figures[f"{name}.{key}"] = per_seed([m[name][key] for m in metrics])
+    claims = {
+        "linear_probe-zeroshot_ensemble": _table_claim(
+            [h["linear_probe"] for h in hits], [h["zeroshot_ensemble"] for h in hits]
+        ),
+        "zeroshot_ensemble-zeroshot_single": _table_claim(
+            [h["zeroshot_ensemble"] for h in hits], [h["zeroshot_single"] for h in hits]
+        ),
+    }
+    context = {"C": [m["linear_probe"]["C"] for m in metrics], "chance": metrics[0]["chance"]}
+    return {
+        "figures": figures,
+        "claims": claims,
+        "context": {**context, "n_classes": metrics[0]["n_classes"]},
+    }
+
+
+def fewshot(runs: Runs, shots: Sequence[int], methods: Sequence[str]) -> dict:
+    names = ["zeroshot", "class_mean", *(f"shots{k}_{name}" for k in shots for name in methods)]
+    metrics, hits = runs.json("fewshot", [f"shots_{k}" for k in shots]), runs.hits("fewshot_hits", names)
+    figures = {
+        "zeroshot": accuracy([h["zeroshot"] for h in hits]),
+        "class_mean": accuracy([h["class_mean"] for h in hits]),
+    }
+    claims = {
+        "class_mean-zeroshot": _table_claim([h["class_mean"] for h in hits], [h["zeroshot"] for h in hits])
+    }
+    for k in shots:
+        for name in methods:
+            table = [h[f"shots{k}_{name}"] for h in hits]
+            figures[f"{k}shot_{name}"] = accuracy(table)
+            claims[f"{k}shot_{name}-zeroshot"] = _table_claim(table, [h["zeroshot"] for h in hits])
+            if name != "random" and "random" in methods:
+                claims[f"{k}shot_{name}-random"] = _table_claim(table, [h[f"shots{k}_random"] for h in hits])
+            trained = "acc_init" in metrics[0][f"shots_{k}"][name]
+            if trained:
+                for point in ("acc_init", "acc_last", "epoch_chosen"):
+                    figures[f"{k}shot_{name}.{point}"] = per_seed(
+                        [m[f"shots_{k}"][name][point] for m in metrics]
+                    )
+    return {"figures": figures, "claims": claims, "context": {"chance": metrics[0]["chance"]}}
+
+
+def _runs_claim(values: Sequence[np.ndarray]) -> dict:
+    """A claim from per-seed (H,) values (one per draw): t-interval over all seed x draw runs; `holds` counts
+    the seeds whose own mean has the sign of the overall mean."""
+    flat = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
+    delta, half = t_interval(flat)
+    holds = sum(np.sign(np.mean(v)) == np.sign(delta) for v in values)
+    return _claim(Claim(delta, half, int(holds), len(values)))
+
+
+def _last(curve: np.ndarray) -> np.ndarray:
+    """(E, H) accuracies -> (H,) at the last evaluation point."""
+    return curve[-1]
+
+
+def _depth(curve: np.ndarray) -> np.ndarray:
+    """How far below its start a curve sinks at its lowest point (overfits deeper: larger)."""
+    return curve[0] - curve.min(axis=0)
+
+
+def _early_drop(curve: np.ndarray) -> np.ndarray:
+    """The fall from the start to the first evaluation point after it (overfits sooner: larger)."""
+    return curve[0] - curve[1]
+
+
+def _rise(curve: np.ndarray) -> np.ndarray:
+    """The change from the start to the end of training."""
+    return curve[-1] - curve[0]
+
+
+class ModeRuns:
+    """One attribute of the modes experiment over seeds: (E, H) curves by shot count, support kind, init and
+    test part."""
+
+    def __init__(self, results: Sequence[dict], attribute: str) -> None:
+        self.results, self.attribute = results, attribute
+
+    def curves(self, k: int, kind: str, part: str = "all", init: str = "zeroshot") -> list[np.ndarray]:
+        return [np.asarray(r[self.attribute][f"shots_{k}"][kind][init][part]) for r in self.results]
+
+    def has(self, k: int, kind: str, part: str) -> bool:
+        return part in self.results[0][self.attribute][f"shots_{k}"][kind]["zeroshot"]
+
+    def paired(self, measure, a: list[np.ndarray], b: list[np.ndarray]) -> dict:
+        """The claim measure(a) - measure(b) > 0, paired by seed and draw."""
+        return _runs_claim([measure(x) - measure(y) for x, y in zip(a, b, strict=True)])
+
+    def gap(self, k: int) -> list[np.ndarray]:
+        """Per seed, (H,) final accuracy of spread minus concentrated support."""
+        spread, conc = self.curves(k, "spread"), self.curves(k, "concentrated")
+        return [_last(s) - _last(c) for s, c in zip(spread, conc, strict=True)]
+
+
+def modes(runs: Runs, cfg_shots: Sequence[int]) -> dict:
+    """The modes experiment over seeds: mean curves, and the claims behind the report's three predictions
+    (zero-shot init unless named; test split; runs = seeds x draws):
+    1. concentrated support overfits sooner (`early`) and deeper (`depth`) than spread, and ends lower;
+    2. after concentrated training, the support's mode rises (`support_rise`) and the others fall
+       (`other_rise` < 0), leaving a gap between them (`support-other`, for both inits);
+    3. the spread-minus-concentrated gap shrinks from the fewest shots to the most (`gap_shrink`)."""
+    results = runs.json("modes")
+    if not results[0]:
+        return {}
+    figures, claims = {}, {}
+    first, last = min(cfg_shots), max(cfg_shots)
+    for attribute in results[0]:
+        mode = ModeRuns(results, attribute)
+        for k in cfg_shots:
+            conc, spread = mode.curves(k, "concentrated"), mode.curves(k, "spread")
+            at = f"{attribute}.{k}"
+            claims[f"{at}.concentrated-spread.early"] = mode.paired(_early_drop, conc, spread)
+            claims[f"{at}.concentrated-spread.depth"] = mode.paired(_depth, conc, spread)
+            claims[f"{at}.spread-concentrated.last"] = mode.paired(_last, spread, conc)
+            support, other = (
+                mode.curves(k, "concentrated", "support"),
+                mode.curves(k, "concentrated", "other"),
+            )
+            claims[f"{at}.support_rise"] = _runs_claim([_rise(c) for c in support])
+            claims[f"{at}.other_rise"] = _runs_claim([_rise(c) for c in other])
+            for init in ("zeroshot", "random"):
+                claims[f"{at}.{init}.support-other.last"] = mode.paired(
+                    _last,
+                    mode.curves(k, "concentrated", "support", init),
+                    mode.curves(k, "concentrated", "other", init),
+                )
+            for kind in ("concentrated", "spread"):
+                for part in ("all", "support", "other"):
+                    if mode.has(k, kind, part):
+                        curve = np.mean([c.mean(axis=1) for c in mode.curves(k, kind, part)], axis=0)
+                        figures[f"{at}.{kind}.{part}"] = [float(v) for v in curve]
+        gap_first, gap_last = mode.gap(first), mode.gap(last)
+        claims[f"{attribute}.gap_shrink"] = _runs_claim(
+            [a - b for a, b in zip(gap_first, gap_last, strict=True)]
+        )
+    epochs = results[0][attribute][f"shots_{first}"]["concentrated"]["zeroshot"]["epochs"]
+    return {
+        "figures": figures,
+        "claims": claims,
+        "context": {"attributes": list(results[0]), "shots": list(cfg_shots), "epochs": epochs},
+    }
+
+
+def counting(runs: Runs) -> dict:
+    metrics = runs.json("counting")
+    tasks = list(metrics[0])
+    hits = runs.hits("counting_hits", [f"{task}_{name}" for task in tasks for name in COUNTING_READOUTS])
+    figures, claims = {}, {}
+    for task in tasks:
+        by = {name: [h[f"{task}_{name}"] for h in hits] for name in COUNTING_READOUTS}
+        figures.update({f"{task}_{name}": accuracy(by[name]) for name in COUNTING_READOUTS})
+        claims[f"{task}_prepool-pooled"] = _table_claim(by["prepool_probe"], by["pooled_probe"])
+        claims[f"{task}_pooled-zeroshot"] = _table_claim(by["pooled_probe"], by["zeroshot"])
+        for name in ("zeroshot", "pooled_probe", "prepool_probe"):
+            claims[f"{task}_{name}-majority"] = _table_claim(by[name], by["majority"])
+    context = {
+        task: {
+            "chance": metrics[0][task]["chance"],
+            "n_test": metrics[0][task]["n_test"],
+            "prepool_dim": metrics[0][task]["prepool_probe"]["dim"],
+            "C": {name: [m[task][name]["C"] for m in metrics] for name in ("pooled_probe", "prepool_probe")},
+        }
+        for task in tasks
+    }
+    return {"figures": figures, "claims": claims, "context": context}
+
+
+def vqvae(runs: Runs) -> dict:
+    metrics = runs.json("vqvae", [*VQVAE_MODELS, *VQVAE_FLOORS])
+    figures = {}
+    for name in (*VQVAE_MODELS, *VQVAE_FLOORS):
+        for key in ("psnr", "ssim", "mse", "mse_over_variance", "perplexity", "codes_used"):
+            if key in metrics[0][name]:
+                figures[f"{name}.{key}"] = per_seed([m[name][key] for m in metrics])
+    psnr = {name: [m[name]["psnr"] for m in metrics] for name in (*VQVAE_MODELS, *VQVAE_FLOORS)}
+    pairs = [("plain", "clip"), ("clip", "random_tower"), ("clip", "pooled"), ("clip", "thumbnail")]
+    pairs += [(name, "mean_colour") for name in VQVAE_MODELS]
+    claims = {f"{a}-{b}": _claim(claim_from_seeds(psnr[a], psnr[b])) for a, b in pairs}
+    first = metrics[0]
+    context = {
+        "clip_grid": first["clip_grid"],
+        "image_size": first["image_size"],
+        "models": {
+            name: {k: first[name][k] for k in ("code_grid", "trainable_params")} for name in VQVAE_MODELS
+        },
+        "report_total_loss": {name: [m[name]["report_total_loss"] for m in metrics] for name in VQVAE_MODELS},
+    }
+    return {"figures": figures, "claims": claims, "context": context}
+
+
+def segment(runs: Runs) -> dict:
+    metrics = runs.json("segment", ["majority"])
+    models = [name for name in metrics[0] if name != "majority"]
+    figures = {}
+    for name in [*models, "majority"]:
+        figures[f"{name}.miou"] = per_seed([m[name]["miou"] for m in metrics])
+        figures[f"{name}.pixel_acc"] = per_seed([m[name]["pixel_acc"] for m in metrics])
+        for cls in metrics[0][name]["iou"]:
+            figures[f"{name}.iou.{cls}"] = per_seed([m[name]["iou"].get(cls, 0.0) for m in metrics])
+    miou = {name: [m[name]["miou"] for m in metrics] for name in [*models, "majority"]}
+    claims = {
+        f"clip-{other}": _claim(claim_from_seeds(miou["clip"], miou[other]))
+        for other in models
+        if other != "clip"
+    }
+    claims.update(
+        {f"{name}-majority": _claim(claim_from_seeds(miou[name], miou["majority"])) for name in models}
+    )
+    context = {
+        "models": models,
+        "best_epoch": {name: [m[name]["best_epoch"] for m in metrics] for name in models},
+        "trainable_params": {name: metrics[0][name]["trainable_params"] for name in models},
+    }
+    return {"figures": figures, "claims": claims, "context": context}
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def summarize(
+    seeds: Sequence[int], shots: Sequence[int], methods: Sequence[str], modes_shots: Sequence[int]
+) -> dict:
+    """results/summary.json: per experiment its figures, claims and the context the report needs."""
+    runs = Runs(seeds)
+    return {
+        "seeds": list(seeds),
+        "probe": probe(runs),
+        "fewshot": fewshot(runs, shots, methods),
+        "modes": modes(runs, modes_shots),
+        "counting": counting(runs),
+        "vqvae": vqvae(runs),
+        "segment": segment(runs),
+    }
+
+
+def _headline(measure: str, figure: dict) -> dict:
+    out = {measure: figure["mean"]}
+    if figure["ci95"] is not None:
+        out[f"{measure}_ci95"] = figure["ci95"]
+    return out
+
+
+def headline(summary: dict, shots: Sequence[int], methods: Sequence[str]) -> dict[str, dict]:
+    """The few figures `dvc metrics` shows: one file each, named by the figure, holding one shared measure
+    (acc1, psnr, miou) and its interval, so `dvc metrics show` is a narrow table of one row per figure."""
+    probe_, fewshot_, counting_ = (
+        summary["probe"]["figures"],
+        summary["fewshot"]["figures"],
+        summary["counting"],
+    )
+    out = {name: _headline("acc1", probe_[name]) for name in PROBE_READOUTS}
+    first = min(shots)
+    for name in methods:
+        for k in (
+            shots if name in HEADLINE_FEWSHOT_EVERY else [first] if name in HEADLINE_FEWSHOT_FIRST else []
+        ):
+            out[f"fewshot_{k}shot_{name}"] = _headline("acc1", fewshot_[f"{k}shot_{name}"])
+    for task in counting_["context"]:
+        for readout in ("pooled_probe", "prepool_probe"):
+            out[f"{task}_{readout.removesuffix('_probe')}"] = _headline(
+                "acc1", counting_["figures"][f"{task}_{readout}"]
+            )
+    for name in ("plain", "clip"):
+        out[f"vqvae_{name}"] = _headline("psnr", summary["vqvae"]["figures"][f"{name}.psnr"])
+    for name in summary["segment"]["context"]["models"]:
+        if name != "pooled":
+            out[f"segment_{name}"] = _headline("miou", summary["segment"]["figures"][f"{name}.miou"])
+    return out
+
+
+def mean_frame(frames: Sequence[pd.DataFrame], key: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Row-aligned mean over seeds of `columns`, keyed by `key`, values rounded for a readable CSV."""
+    stacked = pd.concat([frame[[key, *columns]] for frame in frames])
+    return stacked.groupby(key, sort=True).mean().round(6).reset_index()
+
+
+def fewshot_curve_means(runs: Runs, k: int) -> pd.DataFrame:
+    """Mean over seeds of the k-shot accuracy-vs-epoch curves: epoch, <method>_test, <method>_val."""
+    curves = [frame[frame["shots"] == k] for frame in runs.csv("fewshot_curves", ["shots", "epoch"])]
+    return mean_frame(curves, "epoch", [c for c in curves[0].columns if c.endswith(("_test", "_val"))])
+
+
+def _long(wide: pd.DataFrame, x: str, value: str, suffix: str = "") -> pd.DataFrame:
+    """One row per x and series (the `series` column DVC's plot template colours by)."""
+    series = {column: column.removesuffix(suffix) for column in wide.columns if column != x}
+    frame = wide.rename(columns=series).melt(id_vars=[x], var_name="series", value_name=value)
+    return frame.sort_values(["series", x], kind="stable").reset_index(drop=True)
+
+
+def plot_tables(
+    summary: dict, seeds: Sequence[int], shots: Sequence[int], methods: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """The CSVs under plots/ that dvc.yaml declares (means over seeds), long: x, series, value."""
+    runs = Runs(seeds)
+    fewshot_ = summary["fewshot"]["figures"]
+    acc = pd.DataFrame(
+        [
+            {"shots": k, "zeroshot_classifier": round(fewshot_["zeroshot"]["mean"], 6)}
+            | {name: round(fewshot_[f"{k}shot_{name}"]["mean"], 6) for name in methods}
+            for k in shots
+        ]
+    )
+    segment_models = summary["segment"]["context"]["models"]
+    vqvae_curves = runs.csv("vqvae_curves", ["epoch", *(f"{m}_val_recon" for m in VQVAE_MODELS)])
+    segment_curves = runs.csv("segment_curves", ["epoch", *(f"{m}_val_miou" for m in segment_models)])
+    pretrain = runs.csv("pretrain_curve", ["step", "loss", "logit_scale"])
+    return {
+        "clip_pretrain.csv": _long(
+            pd.concat(
+                [pretrain[0][["step"]]]
+                + [f["loss"].round(6).rename(f"seed {s}") for s, f in zip(seeds, pretrain, strict=True)],
+                axis=1,
+            ),
+            "step",
+            "loss",
+        ),
+        "fewshot_acc.csv": _long(acc, "shots", "acc1"),
+        "fewshot_curves.csv": _long(fewshot_curve_means(runs, min(shots)), "epoch", "acc1"),
+        "vqvae_curves.csv": _long(
+            mean_frame(vqvae_curves, "epoch", [f"{m}_val_recon" for m in VQVAE_MODELS]),
+            "epoch",
+            "val_recon",
+            "_val_recon",
+        ),
+        "segment_curves.csv": _long(
+            mean_frame(segment_curves, "epoch", [f"{m}_val_miou" for m in segment_models]),
+            "epoch",
+            "val_miou",
+            "_val_miou",
+        ),
+    }
+
+
+def write_plot_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    """Replace `folder` by the tables as CSVs (so a table of an earlier run cannot linger)."""
+
+    def write(tmp: Path) -> None:
+        for name, frame in tables.items():
+            frame.to_csv(tmp / name, index=False, lineterminator="\n")
+
+    replace_folder(folder, write)
