@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import edited
 from pipeline_repo import dvc
 
 from clipprobe.profiles import compose
@@ -128,11 +129,7 @@ def _workspace(repo: Path, root: Path, case: Case) -> None:
         if case.profile:
             params = yaml.safe_load(compose([f"profile={case.profile}"], conf_dir=repo / "conf"))
         for key, value in case.params.items():
-            node = params
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
+            params = edited(params, key, value)
         (root / "params.yaml").write_text(yaml.safe_dump(params))
     for rel, content in case.files.items():
         target = root / rel

@@ -31,9 +31,14 @@ def _figure(mean: float, half: float | None, per_seed: Sequence[float]) -> dict:
     return {"mean": mean, "ci95": half, "per_seed": [float(v) for v in per_seed]}
 
 
+def _seed_rows(hits: Sequence[np.ndarray]) -> np.ndarray:
+    """(S, N) per-seed test hits, each seed's (N,) or (H, N) over draws averaged over its draws first."""
+    return np.stack([np.atleast_2d(h).mean(axis=0) for h in hits]).astype(np.float64)
+
+
 def accuracy(hits: Sequence[np.ndarray]) -> dict:
     """One figure from per-seed test hits, each (N,) or (H, N) over draws: mean over seeds, crossed interval."""
-    table = np.stack([np.atleast_2d(h).mean(axis=0) for h in hits]).astype(np.float64)  # (S, N)
+    table = _seed_rows(hits)
     mean, half = crossed_interval(table)
     return _figure(mean, half, table.mean(axis=1))
 
@@ -49,8 +54,7 @@ def _claim(claim: Claim) -> dict:
 
 
 def _table_claim(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> dict:
-    mean_rows = lambda hits: np.stack([np.atleast_2d(h).mean(axis=0) for h in hits])  # noqa: E731
-    return _claim(claim_from_table(mean_rows(a), mean_rows(b)))
+    return _claim(claim_from_table(_seed_rows(a), _seed_rows(b)))
 
 
 # ---------------------------------------------------------------------------------------------- experiments
@@ -354,7 +358,8 @@ def _long(wide: pd.DataFrame, x: str, value: str, suffix: str = "") -> pd.DataFr
 def plot_tables(
     summary: dict, seeds: Sequence[int], shots: Sequence[int], methods: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
-    """The CSVs under plots/ that dvc.yaml declares (means over seeds), long: x, series, value."""
+    """The CSVs under plots/ that dvc.yaml declares, long: x, series, value. Means over seeds, but for the
+    pretraining loss: one series per seed."""
     runs = Runs(seeds)
     fewshot_ = summary["fewshot"]["figures"]
     acc = pd.DataFrame(
