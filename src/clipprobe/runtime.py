@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+import clipprobe
 from clipprobe import io
+from clipprobe.cpu.sqrt import exact_sqrt
 from clipprobe.errors import ClipprobeError
 
 
@@ -18,8 +20,11 @@ def start(seed: int, threads: int) -> None:
 
     Denormals are flushed to zero (barely trained heads and decoders produce them, and CPU kernels slow down
     tenfold on them) and torch's intra-op threads fixed to `threads`, before any parallel region starts, so
-    the OpenMP workers inherit both: results depend on the thread count, so it is a param.
+    the OpenMP workers inherit both: results depend on the thread count, so it is a param. With the mode on,
+    `torch.sqrt` takes the IEEE instruction instead of MKL's vendor-dependent one (`clipprobe.cpu.sqrt`).
     """
+    if clipprobe.DETERMINISTIC_CPU:
+        exact_sqrt()
     torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
     seed_everything(seed)

@@ -133,6 +133,7 @@ class Trace:
     epochs: list[int]
     val_hits: torch.Tensor  # (E, H, V) bool, per few-shot val image, on the CPU
     test_hits: torch.Tensor  # (E, H, N) bool, per test image, on the CPU
+    state: dict[str, torch.Tensor] | None = None  # the heads' parameters after the last epoch
 
     @property
     def val(self) -> torch.Tensor:
@@ -225,4 +226,5 @@ def train_heads(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return Trace(points, torch.stack(val_hits), torch.stack(test_hits))
+    final = {name: value.detach() for name, value in state.items()}
+    return Trace(points, torch.stack(val_hits), torch.stack(test_hits), final)
