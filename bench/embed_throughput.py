@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from clipprobe.features import embed_images
+from clipprobe.features.embed import embed_images
 from clipprobe.models.clip import create_clip, image_size
 from clipprobe.models.registry import TINY_ARCHS
 from clipprobe.runtime import resolve_device

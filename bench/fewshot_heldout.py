@@ -23,10 +23,10 @@ from clipprobe import paths
 from clipprobe.contracts import load_features
 from clipprobe.data.shapes import generate_shapes
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images
+from clipprobe.features.embed import embed_images
 from clipprobe.models.clip import load_clip
 from clipprobe.params import load_params
-from clipprobe.probes.fewshot import summarize, sweep_features
+from clipprobe.probes.fewshot.sweep import Inputs, summarize, sweep_inputs
 from clipprobe.runtime import resolve_device
 
 HELDOUT_STREAM = 1000  # seed purpose of the held-out set; the pipeline's splits use 0-3 (shapes.split_seed)
@@ -69,7 +69,8 @@ def main() -> None:
     )
     test["labels"] = torch.from_numpy(heldout.labels)
     splits, text = load_features(paths.features_dir(seed))
-    sweep = sweep_features(params, splits, text, seed, device, test=test, shots=args.shots)
+    inputs = Inputs(splits, text, params.embed.ensemble, args.shots or params.shots, seed, device, test=test)
+    sweep = sweep_inputs(inputs, params.fewshot)
     metrics = summarize(sweep)
     print(
         f"{args.n} held-out images ({time.perf_counter() - start:.0f} s): zero-shot "

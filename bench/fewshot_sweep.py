@@ -17,7 +17,7 @@ import time
 import torch
 
 from clipprobe.params import load_params
-from clipprobe.probes.fewshot import run_sweep, summarize
+from clipprobe.probes.fewshot.sweep import run_sweep, summarize
 from clipprobe.runtime import resolve_device
 
 

@@ -33,9 +33,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipprobe.decoders import vqvae
-from clipprobe.decoders.inputs import frozen_features
 from clipprobe.decoders.segment_models import build_models, model_names
-from clipprobe.models.tower import CALIBRATION_IMAGES, FrozenTower
+from clipprobe.features.tower import CALIBRATION_IMAGES, FrozenTower, frozen_features
 from clipprobe.params import Params
 from clipprobe.profiles import composed_params
 from clipprobe.templates import get_templates

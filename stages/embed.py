@@ -2,7 +2,7 @@
 
 from clipprobe import paths
 from clipprobe.contracts import load_meta, load_split
-from clipprobe.features import SPLITS, embed_dataset
+from clipprobe.features.embed import SPLITS, embed_dataset
 from clipprobe.io import write_json
 from clipprobe.models.clip import load_clip
 from clipprobe.params import load_params

@@ -3,9 +3,9 @@ experiment (shapes world); metrics, per-image hits, curves."""
 
 from clipprobe import paths
 from clipprobe.contracts import load_features, load_split
-from clipprobe.io import save_arrays, write_csv, write_json
+from clipprobe.experiment import write_result
 from clipprobe.params import load_params
-from clipprobe.probes import fewshot
+from clipprobe.probes.fewshot import sweep
 from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
 
@@ -13,21 +13,23 @@ from clipprobe.stage import run_stage
 def main(seed: int) -> None:
     params = load_params()
     start(seed, params.threads)
-    splits, text = load_features(paths.features_dir(seed))
+    features, text = load_features(paths.features_dir(seed))
+    cfg = params.fewshot
+    modes = params.data.classification == "shapes" and cfg.modes.attributes  # the shapes world records modes
+    modes_data = {s: load_split(params.data.root, "shapes", s) for s in ("train", "test")} if modes else None
     device = resolve_device(params.device)
-    shapes = params.data.classification == "shapes" and params.fewshot.modes.attributes
-    modes_data = {s: load_split(params.data.root, "shapes", s) for s in ("train", "test")} if shapes else None
-    result = fewshot.evaluate(params, splits, text, seed, device, progress=True, modes_data=modes_data)
-    run = paths.Run(seed)
-    write_json(run.fewshot, result["metrics"])
-    save_arrays(run.fewshot_hits, result["hits"])
-    write_csv(run.fewshot_curves, *result["curves"])
-    write_json(run.modes, result["modes"])
-    metrics = result["metrics"]
-    print(f"zero-shot {metrics['zeroshot_acc']:.4f}")
+    inputs = sweep.Inputs(
+        features, text, params.embed.ensemble, params.shots, seed, device, modes_data, progress=True
+    )
+    result = sweep.evaluate(inputs, cfg)
+    write_result(paths.run_dir(seed), "fewshot", result)
+    figures = result.figures
+    print(f"zero-shot {figures['zeroshot_acc']:.4f}")
     for k in params.shots:
-        row = metrics[f"shots_{k}"]
-        print(f"  {k:>3}-shot " + "  ".join(f"{n} {row[n]['acc']:.4f}±{row[n]['ci95']:.4f}" for n in row))
+        row = [
+            f"{n} {figures[f'shots_{k}.{n}.acc']:.4f}±{figures[f'shots_{k}.{n}.ci95']:.4f}" for n in cfg.inits
+        ]
+        print(f"  {k:>3}-shot " + "  ".join(row))
 
 
 if __name__ == "__main__":

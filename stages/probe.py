@@ -2,7 +2,7 @@
 
 from clipprobe import paths
 from clipprobe.contracts import load_features
-from clipprobe.io import save_arrays, write_csv, write_json
+from clipprobe.experiment import write_result
 from clipprobe.params import load_params
 from clipprobe.probes import classify
 from clipprobe.runtime import resolve_device, start
@@ -13,14 +13,10 @@ def main(seed: int) -> None:
     params = load_params()
     start(seed, params.threads)
     splits, text = load_features(paths.features_dir(seed))
-    result = classify.evaluate(
-        splits, text, params.embed.ensemble, params.probe, resolve_device(params.device)
-    )
-    run = paths.Run(seed)
-    write_json(run.probe, result["metrics"])
-    save_arrays(run.probe_hits, result["hits"])
-    write_csv(run.probe_c_search, result["c_search"], columns=["C", "val_acc"])
-    print(", ".join(f"{name} {result['metrics'][name]['acc1']:.4f}" for name in classify.READOUTS))
+    inputs = classify.Inputs(splits, text, params.embed.ensemble, resolve_device(params.device))
+    result = classify.evaluate(inputs, params.probe)
+    write_result(paths.run_dir(seed), "probe", result)
+    print(", ".join(f"{name} {result.figures[f'{name}.acc1']:.4f}" for name in classify.READOUTS))
 
 
 if __name__ == "__main__":

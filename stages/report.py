@@ -1,29 +1,26 @@
-"""report stage: render the PNG figures and reports/report.md from metrics/ and plots/."""
+"""report stage: render the PNG figures and reports/report.md from what the summary wrote (results/)."""
+
+from pathlib import Path
 
 from clipprobe import paths
-from clipprobe.io import atomic_write
+from clipprobe.io import replace_folder
 from clipprobe.params import load_params
 from clipprobe.report import counting, fewshot, figures, modes, pretrain, probe, segment, vqvae
 from clipprobe.report.markdown import render_report
 from clipprobe.stage import run_stage
 
-SECTIONS = (
-    pretrain,
-    probe,
-    fewshot,
-    modes,
-    counting,
-    vqvae,
-    segment,
-)  # each: render(params, out_dir) -> markdown
+SECTIONS = (pretrain, probe, fewshot, modes, counting, vqvae, segment)  # each: render(params, out_dir) -> markdown
 
 
 def main() -> None:
     params = load_params()
     figures.set_style()
-    sections = [section.render(params, paths.REPORTS) for section in SECTIONS]
-    text = render_report(params, sections)
-    atomic_write(paths.REPORTS / "report.md", lambda tmp: tmp.write_text(text))
+
+    def write(folder: Path) -> None:  # the whole of reports/, built aside, so no figure of an earlier run lingers
+        sections = [section.render(params, folder) for section in SECTIONS]
+        (folder / "report.md").write_text(render_report(params, sections))
+
+    replace_folder(paths.REPORTS, write)
 
 
 if __name__ == "__main__":

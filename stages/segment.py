@@ -2,12 +2,11 @@
 UNet11 itself."""
 
 from clipprobe import paths
-from clipprobe.contracts import load_meta
+from clipprobe.contracts import load_first, load_meta
 from clipprobe.decoders import segment
-from clipprobe.decoders.inputs import first_images
 from clipprobe.errors import ClipprobeError
-from clipprobe.io import save_arrays, write_csv, write_json
-from clipprobe.models.tower import tower_clip
+from clipprobe.experiment import write_result
+from clipprobe.models.clip import tower_clip
 from clipprobe.params import load_params
 from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
@@ -24,22 +23,10 @@ def main(seed: int) -> None:
     if not class_names:
         raise ClipprobeError(f"data.segment: {dataset} has no masks (mask_class_names); use shapes or pets")
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
-    splits = first_images(params.data.root, dataset, sizes, "segment")
-    result = segment.evaluate(
-        clip,
-        splits,
-        class_names,
-        cfg,
-        dataset=dataset,
-        tower_size=params.tower.size,
-        weights_dir=paths.torchvision_cache(params.data.downloads),
-        seed=seed,
-        device=device,
-    )
-    run = paths.Run(seed)
-    write_json(run.segment, result["metrics"])
-    write_csv(run.segment_curves, *result["curves"])
-    save_arrays(run.segment_overlays, result["overlays"])
+    splits = load_first(params.data.root, dataset, sizes, "segment")
+    weights_dir = paths.torchvision_cache(params.data.downloads)
+    inputs = segment.Inputs(clip, splits, class_names, dataset, params.tower.size, weights_dir, seed, device)
+    write_result(paths.run_dir(seed), "segment", segment.evaluate(inputs, cfg))
 
 
 if __name__ == "__main__":

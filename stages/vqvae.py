@@ -1,10 +1,10 @@
 """vqvae stage (per seed): a VQ-VAE on the frozen CLIP ResNet tower vs the tutorial's plain VQ-VAE, with controls."""
 
 from clipprobe import paths
+from clipprobe.contracts import load_first
 from clipprobe.decoders import vqvae
-from clipprobe.decoders.inputs import first_images
-from clipprobe.io import save_arrays, write_csv, write_json
-from clipprobe.models.tower import tower_clip
+from clipprobe.experiment import write_result
+from clipprobe.models.clip import tower_clip
 from clipprobe.params import load_params
 from clipprobe.runtime import resolve_device, start
 from clipprobe.stage import run_stage
@@ -16,14 +16,11 @@ def main(seed: int) -> None:
     device = resolve_device(params.device)
     cfg = params.vqvae
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
-    splits = first_images(params.data.root, params.data.vqvae, sizes, "vqvae")
+    splits = load_first(params.data.root, params.data.vqvae, sizes, "vqvae")
     clip_dir = paths.clip_dir(seed)
-    model, _ = tower_clip(params.tower, clip_dir=clip_dir, downloads=params.data.downloads, device=device)
-    result = vqvae.evaluate(model, splits, cfg, tower_size=params.tower.size, seed=seed, device=device)
-    run = paths.Run(seed)
-    write_csv(run.vqvae_curves, *result["curves"])
-    save_arrays(run.vqvae_samples, result["samples"])
-    write_json(run.vqvae, result["metrics"])
+    clip, _ = tower_clip(params.tower, clip_dir=clip_dir, downloads=params.data.downloads, device=device)
+    result = vqvae.evaluate(vqvae.Inputs(clip, splits, params.tower.size, seed, device), cfg)
+    write_result(paths.run_dir(seed), "vqvae", result)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ def tiny_clip():
     return create_clip("clipprobe-tiny-rn", "scratch")
 
 
+@pytest.fixture(scope="module")
+def tiny(tiny_clip):
+    """The tiny CLIP of `tiny_clip`, without its tokenizer."""
+    return tiny_clip[0]
+
+
 @pytest.fixture(scope="session")
 def default_raw() -> dict:
     """The committed params.yaml as a plain mapping (copy it before editing: see helpers.edited)."""

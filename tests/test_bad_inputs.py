@@ -9,6 +9,7 @@ concurrently (two at a time), the timed offline ones alone. A few more run throu
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,25 @@ def _features(path: Path, **changes) -> bytes:
     return _torch_bytes(feats)
 
 
+def _weights(path: Path, change) -> bytes:
+    state = torch.load(path, weights_only=True)
+    key = next(key for key, value in state.items() if value.is_floating_point())
+    state[key] = change(state[key])
+    return _torch_bytes(state)
+
+
+def _json(path: Path, **changes) -> bytes:
+    return json.dumps({**json.loads(path.read_text()), **changes}).encode()
+
+
+def _first_cell(path: Path, value: str) -> bytes:
+    """The CSV with its first data row's second cell replaced by `value`."""
+    lines = path.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[1] = value
+    return "\n".join([lines[0], ",".join(cells), *lines[2:]]).encode() + b"\n"
+
+
 def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
@@ -71,13 +91,14 @@ class Case:
     params: dict[str, object] = field(default_factory=dict)  # dotted params to change
     outputs: tuple[str, ...] = ()  # files that must be left as they were
     profile: str | None = None  # compose params.yaml with this profile (the offline paper preset)
+    seed: str = "0"  # the argument of a per-seed stage
 
     @property
     def argv(self) -> list[str]:
         return [
             sys.executable,
             f"stages/{self.stage}.py",
-            *([] if self.stage in ("data", "summary", "report") else ["0"]),
+            *([] if self.stage in ("data", "summary", "report") else [self.seed]),
         ]
 
 
@@ -102,6 +123,17 @@ CASES = {
     "missing hits": Case("summary", "runs/seed1/counting_hits", {"runs/seed1/counting_hits": None}),
     "broken summary": Case("report", "results/summary.json", {"results/summary.json": b"[1, 2"}, outputs=("reports/report.md",)),
     "seed beyond numpy's": Case("data", "seed", params={"seed": 2**32}),
+    # poisoned values: each refused by the checked loader of the file that holds it
+    "NaN in the weights": Case("embed", "models/clip/seed0/weights.pt: expected finite weights", {"models/clip/seed0/weights.pt": lambda p: _weights(p, lambda t: t * float("nan"))}),
+    "float16 weights": Case("counting", "models/clip/seed0/weights.pt: expected float32 weights", {"models/clip/seed0/weights.pt": lambda p: _weights(p, lambda t: t.half())}),
+    "model.json with a 2-channel mean": Case("vqvae", "models/clip/seed0/model.json: expected mean as 3 finite numbers", {"models/clip/seed0/model.json": lambda p: _json(p, mean=[0.5, 0.5])}),
+    "model.json with a zero std": Case("segment", "models/clip/seed0/model.json: expected std as 3 positive", {"models/clip/seed0/model.json": lambda p: _json(p, std=[0.3, 0.0, 0.3])}),
+    "NaN in a per-seed CSV": Case("summary", "runs/seed1/segment_curves.csv: expected finite numbers in every cell", {"runs/seed1/segment_curves.csv": lambda p: _first_cell(p, "nan")}, outputs=("results/summary.json",)),
+    "a word in a per-seed CSV": Case("summary", "runs/seed0/vqvae_curves.csv: expected finite numbers in every cell", {"runs/seed0/vqvae_curves.csv": lambda p: _first_cell(p, "oops")}, outputs=("results/summary.json",)),
+    "a word in a per-seed JSON": Case("summary", "runs/seed0/counting.json: expected a number under every key", {"runs/seed0/counting.json": lambda p: _json(p, **{"count.chance": "a third"})}),
+    "sample images the report shows, missing": Case("report", "results/segment_overlays", {"results/segment_overlays": None}, outputs=("reports/report.md",)),
+    "a seed beyond numpy's as the stage argument": Case("clip", "usage: python stages/clip.py <seed>", seed="99999999999"),
+    "a non-ASCII digit as the stage argument": Case("embed", "usage: python stages/embed.py <seed>", seed="\u0663"),
     "diverging few-shot lr": Case("fewshot", "fewshot.linear.lr", params={"fewshot.linear.lr": 1e30}, outputs=("runs/seed0/fewshot.json",)),
     "diverging pretraining lr": Case("clip", "clip.pretrain.lr", params={"clip.pretrain.lr": 1e12}, outputs=("runs/seed0/clip_pretrain.csv",)),
     # the paper preset offline: each stage that fetches names its own file or key, within seconds

@@ -26,11 +26,12 @@ from clipprobe.data.shapes import (
     render_objects,
 )
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images
+from clipprobe.experiment import flatten
+from clipprobe.features.embed import embed_images
+from clipprobe.features.tower import FrozenTower, tower_features
 from clipprobe.io import save_arrays, write_json
-from clipprobe.models.clip import create_clip, mean_std, save_clip
+from clipprobe.models.clip import create_clip, mean_std, save_clip, tower_clip
 from clipprobe.models.registry import has_attnpool_map
-from clipprobe.models.tower import FrozenTower, tower_clip
 from clipprobe.params import load_params
 from clipprobe.preprocess import preprocess_uint8
 from clipprobe.probes.counting import (
@@ -40,7 +41,6 @@ from clipprobe.probes.counting import (
     majority_hits,
     position_task,
     quadrant_labels,
-    tower_features,
 )
 from clipprobe.probes.counting import READOUTS as counting_readouts
 from clipprobe.summary import counting as summary_counting
@@ -213,15 +213,14 @@ def test_stage_writes_every_readout(tmp_path, monkeypatch, tiny_clip, default_ra
     hits = load_arrays(tmp_path / "runs/seed0/counting_hits", "counting")
     assert sorted(hits) == sorted(f"{t}_{r}" for t in ("count", "position") for r in counting_readouts)
     assert all(h.shape == (48,) and h.dtype == bool for h in hits.values())
-    assert hits["count_majority"].mean() == pytest.approx(metrics["count"]["majority"]["acc"])
-    assert set(metrics) == {"count", "position"}
+    assert hits["count_majority"].mean() == pytest.approx(metrics["count.majority.acc"])
+    assert {key.split(".")[0] for key in metrics} == {"count", "position"}
     for task, n_classes in (("count", 3), ("position", 4)):
-        result = metrics[task]
-        assert result["chance"] == pytest.approx(1 / n_classes)
+        assert metrics[f"{task}.chance"] == pytest.approx(1 / n_classes)
         for readout in ("zeroshot", "pooled_probe", "prepool_probe", "majority"):
-            assert 0.0 <= result[readout]["acc"] <= 1.0
-        assert result["pooled_probe"]["C"] in (0.1, 10.0) and "val_acc" in result["prepool_probe"]
-        assert result["prepool_probe"]["dim"] == 512 * 2 * 2
+            assert 0.0 <= metrics[f"{task}.{readout}.acc"] <= 1.0
+        assert metrics[f"{task}.pooled_probe.C"] in (0.1, 10.0) and f"{task}.prepool_probe.val_acc" in metrics
+        assert metrics[f"{task}.prepool_probe.dim"] == 512 * 2 * 2
     assert load_params().counting.prepool_grid == 2
 
 
@@ -270,7 +269,7 @@ def _write_counting_runs(
                 hit = rng.random(n) < acc
                 hits[f"{task}_{name}"] = hit
                 metrics[task][name] = {"acc": float(hit.mean()), "val_acc": 0.5, "C": 1.0, "dim": 2048.0}
-        write_json(root / f"runs/seed{seed}/counting.json", metrics)
+        write_json(root / f"runs/seed{seed}/counting.json", flatten(metrics))
         save_arrays(root / f"runs/seed{seed}/counting_hits", hits)
 
 

@@ -13,27 +13,21 @@ from pathlib import Path
 
 import pytest
 from dvc.repo import Repo
+from pydantic import BaseModel
 
 from clipprobe import paths
-from clipprobe.probes.fewshot_registry import METHODS
+from clipprobe.params import Params
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
-# Files a stage may reach without depending on them, because they cannot change a result. They are not
-# walked further: whatever they import is reached, and covered, through the modules that use it.
-NOT_DEPS = {
-    "src/clipprobe/params.py": "validates params.yaml; DVC tracks the values themselves as params",
-    "src/clipprobe/errors.py": "the exception type of one-line errors",
-    "src/clipprobe/stage.py": "the entry-point guard: exit codes and the closing log line",
-}
-# What a module reads besides its imports: data files, and the modules the few-shot registry imports by name.
-ALSO_READS = {
-    "src/clipprobe/models/registry.py": ["src/clipprobe/models/model_configs"],
-    "src/clipprobe/probes/fewshot.py": sorted(  # through fewshot_registry.method_class
-        {f"src/clipprobe/probes/{info.implementation.split(':')[0]}.py" for info in METHODS.values()}
-    ),
-}
+# Files a stage may reach without depending on them, because they cannot change a result: params.py validates
+# params.yaml (DVC tracks the values themselves, as params), errors.py is the exception type of one-line errors,
+# stage.py the entry-point guard (exit codes, the closing log line). They are not walked further: whatever
+# they import is reached, and covered, through the modules that use it.
+NOT_DEPS = frozenset({"src/clipprobe/params.py", "src/clipprobe/errors.py", "src/clipprobe/stage.py"})
+# What a module reads besides its imports: data files.
+ALSO_READS = {"src/clipprobe/models/registry.py": ["src/clipprobe/models/model_configs"]}
 
 
 def _module_file(module: str) -> Path | None:
@@ -118,6 +112,56 @@ def test_every_code_dep_is_used(stage):
     assert not unused, f"stage {stage.addressing} depends on {unused} but never uses them"
 
 
+class _ParamsReads(ast.NodeVisitor):
+    """Every `params.<group>.<key>...` chain in a module, cut at the first name that is not a params field."""
+
+    def __init__(self) -> None:
+        self.chains: set[str] = set()
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        names, value = [], node
+        while isinstance(value, ast.Attribute):
+            names.append(value.attr)
+            value = value.value
+        if not (isinstance(value, ast.Name) and value.id == "params"):
+            self.generic_visit(node)
+            return
+        model, kept = Params, []
+        for name in reversed(names):
+            if model is None or name not in model.model_fields:
+                break
+            kept.append(name)
+            annotation = model.model_fields[name].annotation
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if kept:
+            self.chains.add(".".join(kept))
+
+
+def params_read(files: set[str]) -> set[str]:
+    """The params.yaml keys the modules in `files` read (a group read whole is its name alone)."""
+    reads = _ParamsReads()
+    for file in files:
+        if file.endswith(".py"):
+            reads.visit(ast.parse((ROOT / file).read_text()))
+    return reads.chains
+
+
+def _params_deps(stage) -> list[str]:
+    return [key for dep in stage.deps if hasattr(dep, "params") for key in dep.params]
+
+
+@pytest.mark.parametrize("stage", _stages(), ids=lambda stage: stage.addressing)
+def test_params_deps_are_the_params_the_code_reads(stage):
+    """dvc.yaml's `params:` of a stage cover every key its code reads, and name nothing it does not read."""
+    read, listed = params_read(reached_files(_script(stage))), _params_deps(stage)
+    uncovered = sorted(key for key in read if not any(key == p or key.startswith(f"{p}.") for p in listed))
+    unused = sorted(
+        p for p in listed if not any(p == k or k.startswith(f"{p}.") or p.startswith(f"{k}.") for k in read)
+    )
+    assert not uncovered, f"stage {stage.addressing} reads params {uncovered} that dvc.yaml does not list"
+    assert not unused, f"stage {stage.addressing} lists params {unused} that its code never reads"
+
+
 @pytest.mark.parametrize("stage", _stages(), ids=lambda stage: stage.addressing)
 def test_outs_are_the_paths_the_code_writes(stage):
     name, _, seed = stage.addressing.partition("@")
@@ -125,9 +169,9 @@ def test_outs_are_the_paths_the_code_writes(stage):
     assert outs == sorted(p.as_posix() for p in paths.outputs(name, int(seed) if seed else None))
 
 
-def test_the_walk_sees_imports_through_packages_and_registries():
+def test_the_walk_sees_imports_through_packages():
     reached = reached_files(ROOT / "stages/fewshot.py")
-    assert {"src/clipprobe/__init__.py", "src/clipprobe/probes/__init__.py"} <= reached
-    assert "src/clipprobe/probes/fewshot_closed.py" in reached  # imported by name through the registry
-    assert "src/clipprobe/probes/fewshot_closed.py" not in reached_files(ROOT / "stages/report.py")
+    assert {"src/clipprobe/__init__.py", "src/clipprobe/probes/fewshot/__init__.py"} <= reached
+    assert "src/clipprobe/probes/fewshot/closed.py" in reached  # through the registry's plain imports
+    assert "src/clipprobe/probes/fewshot/closed.py" not in reached_files(ROOT / "stages/report.py")
     assert "src/clipprobe/params.py" not in reached

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_images, embed_texts
+from clipprobe.features.embed import embed_images, embed_texts
 from clipprobe.preprocess import preprocess_uint8
 from clipprobe.templates import TEMPLATES, get_templates
 

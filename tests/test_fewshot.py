@@ -16,13 +16,14 @@ from helpers import one_line
 from clipprobe.contracts import load_arrays
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams, parse_params
-from clipprobe.probes import fewshot
-from clipprobe.probes.fewshot_closed import GaussianDiscriminant, TipAdapter
-from clipprobe.probes.fewshot_methods import Prior, ZeroshotHead
-from clipprobe.probes.fewshot_registry import METHODS, method_class
-from clipprobe.probes.fewshot_support import make_task
-from clipprobe.probes.fewshot_train import Trace, head_hits, train_heads
+from clipprobe.probes.fewshot import sweep as fewshot
+from clipprobe.probes.fewshot.closed import GaussianDiscriminant, TipAdapter
+from clipprobe.probes.fewshot.methods import Prior, ZeroshotHead
+from clipprobe.probes.fewshot.registry import METHODS
+from clipprobe.probes.fewshot.support import make_task
+from clipprobe.probes.fewshot.train import Trace, head_hits, train_heads
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
+from clipprobe.readouts import FEWSHOT_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
@@ -340,23 +341,28 @@ def test_stage_writes_metrics_hits_and_curves_per_seed(tmp_path, features, defau
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1].startswith(
-        "fewshot@3: wrote runs/seed3/fewshot.json, runs/seed3/fewshot_hits"
+        "fewshot@3: wrote runs/seed3/fewshot_curves.csv, runs/seed3/fewshot_hits, runs/seed3/fewshot_modes, "
+        "runs/seed3/fewshot.json in "
     )
     metrics = json.loads((tmp_path / "runs/seed3/fewshot.json").read_text())
-    assert set(metrics["shots_2"]) == set(FEWSHOT_INITS)
+    assert {key.split(".")[1] for key in metrics if key.startswith("shots_2.")} == set(FEWSHOT_INITS)
     hits = load_arrays(tmp_path / "runs/seed3/fewshot_hits", "fewshot")
     assert hits["shots2_random"].shape == (CFG.draws, len(features["test"]["labels"]))
-    assert hits["shots2_gda"].mean() == pytest.approx(metrics["shots_2"]["gda"]["acc"])
+    assert hits["shots2_gda"].mean() == pytest.approx(metrics["shots_2.gda.acc"])
     curves = (tmp_path / "runs/seed3/fewshot_curves.csv").read_text().splitlines()
     assert curves[0].startswith("shots,epoch,random_test,random_val,zeroshot_test,zeroshot_val")
     assert len(curves) == 1 + CFG.epochs // CFG.eval_every + 1
+
+
+def test_the_registry_names_every_method_in_the_order_of_their_random_streams():
+    assert list(METHODS) == list(FEWSHOT_METHODS)
 
 
 def test_every_registered_method_is_implemented_with_the_shared_constructor():
     weights = zeroshot_weights(torch.randn(1, N_CLASSES, DIM))
     projection = (torch.randn(DIM, PRE_DIM), torch.zeros(DIM))
     for name in METHODS:
-        method = method_class(name)(Prior(weights, SCALE, torch.ones(N_CLASSES), projection), CFG)
+        method = METHODS[name](Prior(weights, SCALE, torch.ones(N_CLASSES), projection), CFG)
         trained = all(hasattr(method, attr) for attr in ("init", "logits", "penalty", "optimizer", "select"))
         assert trained != hasattr(method, "run"), name
 

@@ -1,4 +1,4 @@
-"""The library's layers: models/ and data/ sit below everything that uses them, and no import cycle exists."""
+"""The library's layers (docs/architecture.md): every import runs down the layers, and no import cycle exists."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from pathlib import Path
 from test_dvc_yaml import SRC, _imported_modules, _module_file
 
 PACKAGE = SRC / "clipprobe"
-ABOVE_MODELS_AND_DATA = ("params", "features", "probes", "decoders", "report", "profiles")
+LAYERS = [  # bottom first; a module belongs to the first entry that is it or one of its packages
+    ("errors", "io", "paths", "readouts", "stage", "progress", "network", "stats", "experiment", "cpu"),
+    ("runtime", "cpu.sqrt", "preprocess", "templates", "data", "contracts", "models.registry"),
+    ("models",),
+    ("features",),
+    ("params", "profiles"),
+    ("probes", "decoders"),
+    ("summary", "report", "fingerprint", "cpu.__main__"),
+]
 
 
 def _module_name(path: Path) -> str:
@@ -25,15 +33,26 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
-def test_models_and_data_import_nothing_above_them():
-    bad = {
-        module: sorted(
-            dep for dep in deps if dep.split(".")[1:2] and dep.split(".")[1] in ABOVE_MODELS_AND_DATA
-        )
+def layer(module: str) -> int:
+    """The layer of a clipprobe module (the package itself, clipprobe/__init__, sits at the bottom)."""
+    name = module.removeprefix("clipprobe").removeprefix(".")
+    best = (-1, 0)  # (length of the most specific matching entry, its layer)
+    for level, entries in enumerate(LAYERS):
+        for entry in entries:
+            if name == entry or name.startswith(f"{entry}."):
+                best = max(best, (len(entry), level))
+    assert name == "" or best[0] >= 0, f"{module} is in no layer of LAYERS"
+    return best[1]
+
+
+def test_every_import_runs_down_the_layers():
+    upward = sorted(
+        f"{module} (layer {layer(module)}) imports {dep} (layer {layer(dep)})"
         for module, deps in _graph().items()
-        if module.split(".")[1:2] in (["models"], ["data"])
-    }
-    assert not {module: deps for module, deps in bad.items() if deps}
+        for dep in deps
+        if layer(dep) > layer(module)
+    )
+    assert not upward
 
 
 def test_no_import_cycles():

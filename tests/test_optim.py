@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from clipprobe.probes.fewshot_train import HeadAdamW, HeadSGD
+from clipprobe.probes.fewshot.train import HeadAdamW, HeadSGD
 
 
 def _quadratic_grads(params: list[torch.Tensor], step: int) -> None:

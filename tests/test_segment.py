@@ -20,7 +20,6 @@ from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.data.store import IGNORE, Split
-from clipprobe.decoders.inputs import frozen_features
 from clipprobe.decoders.seg_metrics import confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import (
     IMAGENET_MEAN,
@@ -35,7 +34,9 @@ from clipprobe.decoders.segment_models import (
 )
 from clipprobe.decoders.segment_train import Recipe, model_inputs, train
 from clipprobe.errors import ClipprobeError
-from clipprobe.io import write_json
+from clipprobe.experiment import flatten
+from clipprobe.features.tower import frozen_features
+from clipprobe.io import save_arrays, write_csv, write_json
 from clipprobe.models.clip import create_clip, save_clip
 from clipprobe.params import load_params, parse_params
 from clipprobe.profiles import composed_params
@@ -43,11 +44,6 @@ from clipprobe.summary import segment as summary_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_clip):
-    return tiny_clip[0]  # the model alone
 
 
 def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -341,13 +337,13 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
         )  # the stage sets it for its own process; leave other tests as they were
 
     metrics = json.loads((tmp_path / "runs/seed0/segment.json").read_text())
-    assert set(metrics) == {"clip", "pooled", "unet11_scratch", "majority"}
+    assert {key.split(".")[0] for key in metrics} == {"clip", "pooled", "unet11_scratch", "majority"}
+    classes = set(load_meta("data", "shapes").mask_class_names)
     for name in ("clip", "pooled", "unet11_scratch"):
-        result = metrics[name]
-        assert 0 <= result["miou"] <= 1 and 0 <= result["pixel_acc"] <= 1
-        assert result["best_epoch"] in (1.0, 2.0) and result["trainable_params"] > 0
-        assert set(result["iou"]) <= set(load_meta("data", "shapes").mask_class_names)
-    assert metrics["majority"]["class_index"] == 0.0  # background covers most pixels
+        assert 0 <= metrics[f"{name}.miou"] <= 1 and 0 <= metrics[f"{name}.pixel_acc"] <= 1
+        assert metrics[f"{name}.best_epoch"] in (1.0, 2.0) and metrics[f"{name}.trainable_params"] > 0
+        assert {key.split(".")[2] for key in metrics if key.startswith(f"{name}.iou.")} <= classes
+    assert metrics["majority.class_index"] == 0.0  # background covers most pixels
     curves = pd.read_csv(tmp_path / "runs/seed0/segment_curves.csv")
     assert (
         list(curves["epoch"]) == [1, 2]
@@ -362,10 +358,11 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
 
     params = load_params()
     write_json(tmp_path / "results/summary.json", {"seeds": [0], "segment": summary_segment(Runs([0]))})
+    save_arrays(tmp_path / "results/segment_overlays", overlays)
     section = render(params.model_copy(update={"seeds": (0,)}), tmp_path / "reports")
     for figure in ("segment_curves", "segment_iou", "segment_overlays"):
         assert (tmp_path / f"reports/figures/{figure}.png").stat().st_size > 0
-    assert f"| decoder on the CLIP pre-pool map | **{100 * metrics['clip']['miou']:.2f}** |" in section
+    assert f"| decoder on the CLIP pre-pool map | **{100 * metrics['clip.miou']:.2f}** |" in section
     assert "Reference, not measured here" not in section
     # the Pets reference only under the paper preset, as a labelled line of its own
     paper = composed_params(["profile=paper"], ROOT / "conf")
@@ -397,7 +394,18 @@ def test_verdict_follows_the_claims_over_seeds(clip, pooled, majority, unet, ver
         scores = {"clip": clip, "pooled": pooled, "unet11_scratch": unet, "majority": majority}
         metrics = {name: {"miou": v[seed], "pixel_acc": 0.8, "iou": {}, "best_epoch": 1.0, "trainable_params": 1.0}
                    for name, v in scores.items()}  # fmt: skip
-        write_json(tmp_path / f"runs/seed{seed}/segment.json", metrics)
+        write_json(tmp_path / f"runs/seed{seed}/segment.json", flatten(metrics))
+        columns = [
+            f"{name}_{part}"
+            for name in scores
+            if name != "majority"
+            for part in ("val_loss", "train_loss", "val_miou")
+        ]
+        write_csv(
+            tmp_path / f"runs/seed{seed}/segment_curves.csv",
+            [dict.fromkeys(columns, 0.5) | {"epoch": 1}],
+            ["epoch", *columns],
+        )
     write_json(
         tmp_path / "results/summary.json", {"seeds": [0, 1, 2], "segment": summary_segment(Runs([0, 1, 2]))}
     )

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from clipprobe.stats import Claim, claim_from_seeds, claim_from_table, crossed_interval, t_interval
+from clipprobe.report.claims import Claim
+from clipprobe.stats import claim_from_seeds, claim_from_table, crossed_interval, t_interval
 
 
 def test_crossed_interval_counts_runs_and_test_images():
@@ -38,12 +39,16 @@ def test_t_interval_over_seeds():
     assert t_interval(np.array([5.0])) == (5.0, None)
 
 
+def _worded(paired) -> Claim:
+    return Claim(paired.delta, paired.half, paired.holds, paired.seeds)
+
+
 def test_claims_say_a_winner_only_beyond_noise():
-    ahead = claim_from_seeds(np.array([0.30, 0.31, 0.32]), np.array([0.20, 0.20, 0.21]))
+    ahead = _worded(claim_from_seeds(np.array([0.30, 0.31, 0.32]), np.array([0.20, 0.20, 0.21])))
     assert ahead.distinguishable and ahead.holds == 3
     assert ahead.words("A", "B").startswith("A is ahead of B by 10.67 ± ")
     assert ahead.words("A", "B").endswith(" points (3 of 3 seeds)")
-    mixed = claim_from_seeds(np.array([0.30, 0.10, 0.22]), np.array([0.20, 0.20, 0.21]))
+    mixed = _worded(claim_from_seeds(np.array([0.30, 0.10, 0.22]), np.array([0.20, 0.20, 0.21])))
     assert not mixed.distinguishable and mixed.holds == 2  # differences +0.10, -0.10, +0.01
     assert mixed.words("A", "B").startswith("A and B are not distinguishable (+0.33 ± ")
     single = Claim(0.1, None, 1, 1)

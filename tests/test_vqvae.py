@@ -11,30 +11,18 @@ import torch
 import yaml
 from open_clip.modified_resnet import ModifiedResNet
 
+from clipprobe.contracts import load_first
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes_dataset
-from clipprobe.decoders.inputs import first_images, frozen_features
+from clipprobe.decoders import vqvae_train
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
-from clipprobe.decoders.vqvae_train import (
-    Pairs,
-    codebook_usage,
-    image_scores,
-    mean_colour,
-    thumbnail_floor,
-    train_vqvae,
-)
 from clipprobe.errors import ClipprobeError
+from clipprobe.features.tower import FrozenTower, frozen_features, random_tower
 from clipprobe.models.clip import mean_std, save_clip
-from clipprobe.models.tower import FrozenTower, random_tower
 from clipprobe.preprocess import preprocess_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_clip):
-    return tiny_clip[0]  # the model alone
 
 
 def _vqvae(encoder, in_grid: int, out_size: int = 32, size: int = 16, dim: int = 8) -> VQVAE:
@@ -70,18 +58,22 @@ def test_codebook_starts_on_encodings_and_dead_codes_restart():
 
 
 def test_usage_and_scores_by_hand():
-    usage = codebook_usage(torch.tensor([0, 0, 1, 1]), codebook_size=4)
+    usage = vqvae_train.codebook_usage(torch.tensor([0, 0, 1, 1]), codebook_size=4)
     assert usage["perplexity"] == pytest.approx(2.0) and usage["codes_used"] == 0.5
     target = torch.full((2, 3, 8, 8), 0.5)
-    scores = image_scores(target + 0.1, target, data_variance=0.02)
+    scores = vqvae_train.image_scores(target + 0.1, target, data_variance=0.02)
     assert scores["mse"] == pytest.approx(0.01) and scores["psnr"] == pytest.approx(20.0, abs=1e-4)
     assert scores["mse_over_variance"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="differ"):
-        image_scores(torch.zeros(2, 3, 4, 4), target, 0.02)  # never scored at different resolutions
+        vqvae_train.image_scores(
+            torch.zeros(2, 3, 4, 4), target, 0.02
+        )  # never scored at different resolutions
     image = torch.rand(1, 3, 8, 8)
-    assert torch.allclose(mean_colour(image), image.mean(dim=(2, 3), keepdim=True).expand_as(image))
+    assert torch.allclose(
+        vqvae_train.mean_colour(image), image.mean(dim=(2, 3), keepdim=True).expand_as(image)
+    )
     flat = torch.full((1, 3, 8, 8), 0.25)
-    assert torch.allclose(thumbnail_floor(flat, 2), flat)
+    assert torch.allclose(vqvae_train.thumbnail_floor(flat, 2), flat)
 
 
 # ---------------------------------------------------------------------------------------------- shapes
@@ -123,8 +115,8 @@ def test_training_through_the_tower_changes_no_clip_weight_or_batchnorm_statisti
     vq = _vqvae(torch.nn.Sequential(tower, FeatureEncoder(512, 8, 2, pooled=False)), in_grid=2)
     images = torch.randn(8, 3, 64, 64)
     head_before = vq.encoder[1].proj.weight.clone()
-    train_vqvae(
-        vq, Pairs(images, torch.rand(8, 3, 32, 32)), Pairs(images[:4], torch.rand(4, 3, 32, 32)),
+    vqvae_train.train_vqvae(
+        vq, vqvae_train.Pairs(images, torch.rand(8, 3, 32, 32)), vqvae_train.Pairs(images[:4], torch.rand(4, 3, 32, 32)),
         epochs=2, batch_size=4, lr=1e-2, seed=0, device=CPU, desc="test",
     )  # fmt: skip
     assert not torch.equal(vq.encoder[1].proj.weight, head_before)  # the 1x1 conv did train
@@ -163,8 +155,8 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny,
 
     metrics = json.loads((tmp_path / "runs/seed0/vqvae.json").read_text())
     for name in ("plain", "clip", "random_tower", "pooled", "thumbnail", "mean_colour"):
-        assert 0 < metrics[name]["mse"] < 1 and np.isfinite(metrics[name]["psnr"])
-    assert metrics["clip"]["code_grid"] == 4 and metrics["plain"]["code_grid"] == 8
+        assert 0 < metrics[f"{name}.mse"] < 1 and np.isfinite(metrics[f"{name}.psnr"])
+    assert metrics["clip.code_grid"] == 4 and metrics["plain.code_grid"] == 8
     samples = {p.stem: np.load(p) for p in (tmp_path / "runs/seed0/vqvae_samples").glob("*.npy")}
     assert {a.shape for a in samples.values()} == {(4, 32, 32, 3)}  # every row at the scoring resolution
     header = (tmp_path / "runs/seed0/vqvae_curves.csv").read_text().splitlines()[0].split(",")
@@ -176,10 +168,10 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny,
         runpy.run_path(str(ROOT / "stages/vqvae.py"))["main"](0)
 
 
-def test_first_images_and_frozen_features(tmp_path, tiny):
+def test_load_first_and_frozen_features(tmp_path, tiny):
     generate_shapes_dataset(tmp_path, 64, {"pretrain": 1, "train": 8, "val": 4, "test": 4},
                             seed=0, caption_mix=DEFAULT_CAPTION_MIX, workers=1)  # fmt: skip
-    splits = first_images(tmp_path, "shapes", {"train": 6, "val": 4}, "segment")
+    splits = load_first(tmp_path, "shapes", {"train": 6, "val": 4}, "segment")
     assert len(splits["train"]) == 6 and splits["train"].masks.shape == (6, 64, 64)
     feats = frozen_features(tiny, splits, tower_size=96, towers=("clip", "random"), seed=0, device=CPU,
                             batch_size=4)  # fmt: skip

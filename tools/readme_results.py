@@ -11,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from clipprobe.probes.fewshot_registry import METHODS
 from clipprobe.report.counting import READOUTS, TASKS
+from clipprobe.report.fewshot import LABELS
 from clipprobe.report.probe import ROWS
 from clipprobe.report.segment import LABELS as SEGMENT_LABELS
 from clipprobe.report.vqvae import MODELS as VQVAE_LABELS
@@ -29,7 +29,7 @@ def label(name: str) -> str:
     if name in ROWS:
         return ROWS[name]
     if shot := re.fullmatch(r"fewshot_(\d+)shot_(\w+)", name):
-        return f"{shot[1]}-shot, {METHODS[shot[2]].label}"
+        return f"{shot[1]}-shot, {LABELS[shot[2]]}"
     if name.startswith("vqvae_"):
         return f"VQ-VAE, {VQVAE_LABELS[name.removeprefix('vqvae_')]}"
     if name.startswith("segment_"):

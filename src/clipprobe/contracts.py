@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,12 @@ CONTRACTS: dict[str, tuple[str, str]] = {
     ),
     "models/clip/seed<k>/model.json": (
         "clip",
-        "JSON object with arch, pretrained, image_size, mean [3], std [3]",
+        "JSON object with arch, pretrained (strings), image_size > 0, mean [3] finite, std [3] finite > 0",
     ),
-    "models/clip/seed<k>/weights.pt": ("clip", "a weights_only torch file holding a state dict of tensors"),
+    "models/clip/seed<k>/weights.pt": (
+        "clip",
+        "a weights_only torch file holding a state dict of tensors, every floating one float32 and finite",
+    ),
     "features/seed<k>/<split>.pt": (
         "embed",
         "image, image_norm float32 (N, D) finite; labels int64 (N,); image_pre float32 (N, P) when present",
@@ -53,17 +56,25 @@ CONTRACTS: dict[str, tuple[str, str]] = {
     ),
     "runs/seed<k>/<experiment>.json": (
         "the experiment's stage",
-        "JSON object with the keys the summary reads, finite numbers",
+        'flat JSON object {"<readout>.<measure>": number} (experiment.Result.figures) with the keys the summary reads, finite numbers',
     ),
     "runs/seed<k>/<experiment>_hits/<name>.npy": (
         "the experiment's stage",
         "bool (N,) or (H, N) per-image test hits",
     ),
-    "runs/seed<k>/<experiment>_curves.csv, clip_pretrain.csv": (
+    "runs/seed<k>/fewshot_modes/<name>.npy": ("fewshot", "float64 (E, H) accuracy curves; epochs int64 (E,)"),
+    "runs/seed<k>/<experiment>_curves.csv, probe_c_search.csv, clip_pretrain.csv": (
         "the experiment's stage",
-        "CSV with the columns the summary and report read",
+        "CSV with the columns the summary reads",
     ),
-    "results/summary.json": ("summary", "JSON object with one entry per experiment"),
+    "results/summary.json": (
+        "summary",
+        "JSON object with one entry per experiment: figures, claims, context and the curves the report draws",
+    ),
+    "results/vqvae_samples/, results/segment_overlays/": (
+        "summary",
+        "the first seed's sample images, as written",
+    ),
 }
 
 
@@ -114,10 +125,14 @@ def _finite_numbers(value: Any, path: Path, stage: str, where: str = "") -> None
 
 
 def read_results(path: str | Path, stage: str, keys: Sequence[str] = ()) -> dict:
-    """A per-seed result JSON (runs/seed<k>/<experiment>.json): an object with `keys`, finite numbers."""
+    """A per-seed result JSON (runs/seed<k>/<experiment>.json, `experiment.Result.figures`): a flat object
+    with `keys`, every value a finite number."""
     value = read_json(path, stage, keys)
     if not isinstance(value, dict):
         raise problem(path, "a JSON object", type(value).__name__, stage)
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise problem(path, "a number under every key", f"{number!r} at {key}", stage)
     _finite_numbers(value, Path(path), stage)
     return value
 
@@ -237,6 +252,19 @@ def load_split(root: str | Path, name: str, split: str, mmap: bool = True) -> Sp
     return Split(**fields)
 
 
+def load_first(root: str | Path, name: str, sizes: Mapping[str, int], group: str) -> dict[str, Split]:
+    """The first `sizes[split]` rows of each split of data/<name>/, in memory (splits are stored shuffled);
+    asking for more rows than a split holds is an error naming the param (`<group>.n_<split>`)."""
+    out = {}
+    for split, n in sizes.items():
+        data = load_split(root, name, split)
+        if n > len(data):
+            raise ClipprobeError(f"{group}.n_{split}: asks for {n} images; {name} {split} holds {len(data)}")
+        fields = {k: v for k, v in data.__dict__.items() if isinstance(v, np.ndarray)}
+        out[split] = Split(**{k: np.array(v[:n]) for k, v in fields.items()})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- torch files
 
 
@@ -250,6 +278,55 @@ def read_torch(path: str | Path, stage: str) -> Any:
     except Exception as err:  # pickle, zip and tensor-storage errors all mean a bad file
         detail = str(err).strip().splitlines()[0][:80] if str(err).strip() else type(err).__name__
         raise problem(path, "a weights_only torch file", f"an unreadable file ({detail})", stage) from None
+
+
+def read_weights(path: str | Path, stage: str) -> dict:
+    """A state dict written by `save_clip`: tensors only, every floating one float32 and finite (a NaN would
+    turn every feature downstream to NaN, a float16 copy would change every one)."""
+    import torch
+
+    state = read_torch(path, stage)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise problem(path, "a state dict of tensors", type(state).__name__, stage)
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dtype != torch.float32:
+            raise problem(
+                path, "float32 weights", f"{str(tensor.dtype).removeprefix('torch.')} in '{key}'", stage
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise problem(path, "finite weights", f"NaN or inf in '{key}'", stage)
+    return state
+
+
+def read_model_info(path: str | Path, stage: str) -> dict:
+    """model.json: arch and pretrained (strings), image_size (a positive int), mean and std (3 numbers each,
+    std positive): the preprocessing every later stage applies."""
+    info = read_json(path, stage, ("arch", "pretrained", "image_size", "mean", "std"))
+    path = Path(path)
+
+    def numbers(key: str, positive: bool) -> bool:
+        value = info[key]
+        return (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+            )
+            and (not positive or all(v > 0 for v in value))
+        )
+
+    if not all(isinstance(info[key], str) for key in ("arch", "pretrained")):
+        raise problem(
+            path, "arch and pretrained as strings", f"{info['arch']!r}, {info['pretrained']!r}", stage
+        )
+    size = info["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise problem(path, "image_size a positive integer", repr(size), stage)
+    for key, positive in (("mean", False), ("std", True)):
+        if not numbers(key, positive):
+            want = "3 positive finite numbers" if positive else "3 finite numbers"
+            raise problem(path, f"{key} as {want}", repr(info[key]), stage)
+    return info
 
 
 def _tensor(
@@ -375,7 +452,8 @@ def load_hits(
 
 
 def read_csv(path: str | Path, stage: str, columns: Sequence[str]) -> Any:
-    """A CSV (pandas DataFrame) holding `columns`."""
+    """A per-seed CSV (pandas DataFrame) holding `columns`, every cell a finite number (a NaN would drop a
+    seed from a mean over seeds without a word; a word would be copied into plots/)."""
     import pandas as pd
 
     path = _existing(path, stage)
@@ -386,6 +464,15 @@ def read_csv(path: str | Path, stage: str, columns: Sequence[str]) -> Any:
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise problem(path, f"columns {', '.join(columns)}", f"no {', '.join(missing)}", stage)
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            cell = frame[column].iloc[row]
+            raise problem(
+                path, "finite numbers in every cell", f"{cell!r} in column {column}, row {row + 1}", stage
+            )
     return frame
 
 
@@ -419,5 +506,7 @@ class Runs:
 
 
 def read_summary() -> dict:
-    """results/summary.json: the summary stage's figures, claims and context per experiment."""
-    return read_json(paths.SUMMARY, "summary", ["seeds"])
+    """results/summary.json: the summary stage's figures, claims, context and curves per experiment."""
+    summary = read_json(paths.SUMMARY, "summary", ["seeds"])
+    _finite_numbers(summary, paths.SUMMARY, "summary")
+    return summary

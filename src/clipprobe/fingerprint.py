@@ -25,12 +25,12 @@ from clipprobe.decoders.segment_train import Recipe
 from clipprobe.decoders.segment_train import train as train_segmenter
 from clipprobe.decoders.vqvae import build as build_vqvae
 from clipprobe.decoders.vqvae_train import Pairs, train_vqvae
-from clipprobe.features import embed_images, embed_texts
+from clipprobe.features.embed import embed_images, embed_texts
+from clipprobe.features.tower import FrozenTower, run_tower
 from clipprobe.models.clip import create_clip, mean_std
 from clipprobe.models.pretrain import PretrainConfig, pretrain_clip
-from clipprobe.models.tower import FrozenTower, run_tower
 from clipprobe.params import FewshotParams, VqvaeParams
-from clipprobe.probes.fewshot import run_sweep
+from clipprobe.probes.fewshot.sweep import run_sweep
 from clipprobe.probes.logreg import fit_logreg
 from clipprobe.runtime import start
 

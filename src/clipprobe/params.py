@@ -25,12 +25,12 @@ from pydantic import (
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.registry import TINY_ARCHS, has_attnpool_map, list_archs
-from clipprobe.probes.fewshot_registry import METHODS
+from clipprobe.readouts import FEWSHOT_METHODS
+from clipprobe.stage import MAX_SEED
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
 
 CLASSIFICATION_DATASETS = ("shapes", "cifar100", "cifar10")
 
@@ -40,9 +40,9 @@ class _Group(BaseModel):
 
 
 class CaptionMix(_Group):
-    free: Fraction  # share of free-form captions (counts, colours, sizes, relations)
-    class_like: Fraction  # share of "a photo of a red circle." captions naming only the labelled object
-    count_only: Fraction  # share of "a photo of two shapes." captions
+    free: Fraction
+    class_like: Fraction
+    count_only: Fraction
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> CaptionMix:
@@ -53,8 +53,8 @@ class CaptionMix(_Group):
 
 
 class ShapesParams(_Group):
-    image_size: Annotated[int, Field(ge=16, le=512)]  # pixels, square
-    n_pretrain: PositiveInt  # captioned images for the CLIP pretraining (labels never used)
+    image_size: Annotated[int, Field(ge=16, le=512)]
+    n_pretrain: PositiveInt
     n_train: PositiveInt
     n_val: PositiveInt
     n_test: PositiveInt
@@ -70,32 +70,29 @@ class ShapesParams(_Group):
 
 
 class CifarParams(_Group):
-    val_per_class: PositiveInt  # images per class held out of train as the validation pool
+    val_per_class: PositiveInt
 
 
 class ClevrParams(_Group):
-    # CLEVR (paper preset's counting data): train and val are disjoint seeded draws from CLEVR's train split,
-    # test is drawn from CLEVR's val split (its test split has no labels).
     n_train: PositiveInt
     n_val: PositiveInt
     n_test: PositiveInt
-    image_size: Annotated[int, Field(ge=16, le=1024)]  # pixels of the shortest side the images are stored at
+    image_size: Annotated[int, Field(ge=16, le=1024)]
 
 
 class PetsParams(_Group):
-    # Oxford-IIIT Pet (paper preset's segmentation data): trainval rows i % 10 != 0 train, == 0 val; test official
-    image_size: Annotated[int, Field(ge=32, le=1024)]  # side images and masks are resized to (masks nearest)
-    border: Literal["foreground", "background", "ignore"]  # where the trimap's border class goes
+    image_size: Annotated[int, Field(ge=32, le=1024)]
+    border: Literal["foreground", "background", "ignore"]
 
 
 class DataParams(_Group):
-    classification: Literal[CLASSIFICATION_DATASETS]  # dataset the probes read
-    counting: Literal["shapes", "clevr"]  # dataset the counting stage reads
-    vqvae: Literal["shapes", "cifar10"]  # dataset the VQ-VAEs reconstruct
-    segment: Literal["shapes", "pets"]  # dataset the segmentation decoders read
-    root: str  # where the uniform store lives
-    downloads: str  # where downloaded archives and weights are kept (paper preset)
-    workers: PositiveInt  # processes for the shapes generator
+    classification: Literal[CLASSIFICATION_DATASETS]
+    counting: Literal["shapes", "clevr"]
+    vqvae: Literal["shapes", "cifar10"]
+    segment: Literal["shapes", "pets"]
+    root: str
+    downloads: str
+    workers: PositiveInt
     shapes: ShapesParams
     cifar: CifarParams
     clevr: ClevrParams
@@ -103,9 +100,9 @@ class DataParams(_Group):
 
 
 class PretrainParams(_Group):
-    steps: PositiveInt  # optimiser steps (a step budget, not a time budget: timing noise is large)
+    steps: PositiveInt
     batch_size: Annotated[int, Field(ge=2)]
-    lr: PositiveFloat  # AdamW peak learning rate
+    lr: PositiveFloat
     weight_decay: Annotated[float, Field(ge=0)]
     warmup_steps: Annotated[int, Field(ge=0)]
 
@@ -117,9 +114,7 @@ def _known_arch(arch: str) -> str:
 
 
 class ClipParams(_Group):
-    arch: str  # open_clip model name (ViT-B-32, RN50, ...) or a clipprobe tiny config
-    # 'scratch', an open_clip pretrained tag (openai, ...) or a local checkpoint path; the clip stage checks
-    # the tag against open_clip's registry when it builds the model
+    arch: str
     pretrained: str
     pretrain: PretrainParams
 
@@ -131,16 +126,14 @@ class ClipParams(_Group):
 
 class EmbedParams(_Group):
     batch_size: PositiveInt
-    pre_projection: bool  # also store the features before the final projection (the CLIP paper's probe input)
-    ensemble: Literal["cifar", "shapes"]  # template set of the zero-shot ensemble
+    pre_projection: bool
+    ensemble: Literal["cifar", "shapes"]
 
 
 class ProbeParams(_Group):
-    # Which cached image features the linear probe reads.
     features: Literal["raw", "normalized", "pre_projection"]
-    # Inverse L2 strength (sklearn's C), or 'auto': the CLIP paper's search on val, then a refit on train+val.
     C: float | Literal["auto"]
-    max_iter: PositiveInt  # L-BFGS iterations
+    max_iter: PositiveInt
 
     @field_validator("C", mode="before")
     @classmethod
@@ -154,9 +147,9 @@ class ProbeParams(_Group):
 class TowerParams(_Group):
     """Whose frozen ResNet tower counting, vqvae and segment read: null = the clip stage's model."""
 
-    arch: str | None  # null or a ResNet CLIP from open_clip (RN50)
-    pretrained: str | None  # open_clip tag (openai) or checkpoint path for `arch`; null when arch is null
-    size: Annotated[int, Field(ge=32, le=1024)]  # side the decoders' tower reads (images resized to it)
+    arch: str | None
+    pretrained: str | None
+    size: Annotated[int, Field(ge=32, le=1024)]
 
     @field_validator("arch")
     @classmethod
@@ -178,48 +171,46 @@ class TowerParams(_Group):
 
 
 class LinearRecipe(_Group):
-    # `random` and `zeroshot` heads: plain AdamW, full batch; weights on the unit-norm scale of the text weights
-    lr: PositiveFloat  # AdamW learning rate
-    weight_decay: Annotated[float, Field(ge=0)]  # AdamW decoupled weight decay (per step, times lr)
+    lr: PositiveFloat
+    weight_decay: Annotated[float, Field(ge=0)]
 
 
 class ClapRecipe(_Group):
-    lr: PositiveFloat  # SGD (momentum 0.9) peak learning rate, cosine-annealed to 0 over the epochs
+    lr: PositiveFloat
 
 
 class ProlipRecipe(_Group):
-    lr: PositiveFloat  # Adam (eps 1e-4) peak learning rate, cosine-annealed over the epochs; lambda = 1 / shots
+    lr: PositiveFloat
 
 
 class TipRecipe(_Group):
-    # grids searched on the few-shot val set; logits = s * (cos to text + alpha * exp(-beta (1 - cos to cache)))
-    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]  # cache weight, in units of s
-    betas: Annotated[list[PositiveFloat], Field(min_length=1)]  # sharpness of the cache affinity
+    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]
+    betas: Annotated[list[PositiveFloat], Field(min_length=1)]
 
 
 class GdaRecipe(_Group):
-    # grid searched on the few-shot val set; logits = s * cos to text + alpha * (Gaussian discriminant)
-    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]  # weight of the discriminant
+    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]
 
 
 class ModesParams(_Group):
-    # the modes experiment (shapes world only): concentrated vs spread support sets at equal shots
     attributes: list[
         Literal["background", "count", "size"]
     ]  # within-class variations tested; [] turns it off
     shots: Annotated[
         list[Annotated[int, Field(ge=2)]], Field(min_length=1)
     ]  # K >= 2: at K = 1 both are one image
-    draws: Annotated[int, Field(ge=2)]  # support-set draws per attribute, shot count and kind
-    epochs: PositiveInt  # full-batch epochs (every evaluation point kept: the curves are the result)
+    draws: Annotated[int, Field(ge=2)]
+    epochs: PositiveInt
 
 
 class FewshotParams(_Group):
-    inits: Annotated[list[str], Field(min_length=1)]  # methods compared on the same draws (fewshot_registry)
-    draws: Annotated[int, Field(ge=2)]  # support-set draws per shot count (a 95% interval needs two)
-    epochs: PositiveInt  # full-batch epochs of the trained methods (one step = the whole support set)
-    eval_every: PositiveInt  # epochs between evaluations (curves; epoch choice on few-shot val)
-    val_per_class: PositiveInt  # few-shot val set: min(shots, this) val images per class
+    inits: Annotated[
+        list[str], Field(min_length=1)
+    ]  # methods compared on the same draws (readouts.FEWSHOT_METHODS)
+    draws: Annotated[int, Field(ge=2)]
+    epochs: PositiveInt
+    eval_every: PositiveInt
+    val_per_class: PositiveInt
     linear: LinearRecipe
     clap: ClapRecipe
     prolip: ProlipRecipe
@@ -230,8 +221,8 @@ class FewshotParams(_Group):
     @field_validator("inits")
     @classmethod
     def _known_unique_inits(cls, inits: list[str]) -> list[str]:
-        allowed = ", ".join(METHODS)
-        unknown = [name for name in inits if name not in METHODS]
+        allowed = ", ".join(FEWSHOT_METHODS)
+        unknown = [name for name in inits if name not in FEWSHOT_METHODS]
         if unknown or len(set(inits)) != len(inits):
             problem = f"unknown method {unknown[0]!r}" if unknown else "a method listed twice"
             raise ValueError(f"each of {allowed} at most once ({problem})")
@@ -239,14 +230,14 @@ class FewshotParams(_Group):
 
 
 class CountingParams(_Group):
-    count_templates: list[str]  # zero-shot prompts, `{}` = the count phrase ("two shapes", "3 objects")
-    count_nouns: tuple[str, str]  # (singular, plural) noun of the count phrase
-    number_words: bool  # "two shapes" (true) or "2 shapes" (false)
-    position_templates: list[str]  # zero-shot prompts, `{}` = the quadrant ("top left", ..., "bottom right")
-    prepool_grid: PositiveInt  # cells per side the pre-pool map is average-pooled to before its probe
-    Cs: Annotated[list[PositiveFloat], Field(min_length=1)]  # sklearn C values tried; the best on val is kept
-    max_iter: PositiveInt  # L-BFGS iterations per probe fit
-    batch_size: PositiveInt  # images per forward pass
+    count_templates: list[str]
+    count_nouns: tuple[str, str]
+    number_words: bool
+    position_templates: list[str]
+    prepool_grid: PositiveInt
+    Cs: Annotated[list[PositiveFloat], Field(min_length=1)]
+    max_iter: PositiveInt
+    batch_size: PositiveInt
 
     @field_validator("count_templates", "position_templates")
     @classmethod
@@ -257,28 +248,28 @@ class CountingParams(_Group):
 
 
 class _DecoderData(_Group):
-    n_train: PositiveInt  # the first n images of the dataset's train split
-    n_val: PositiveInt  # the first n of val: curves and the choice of the epoch kept
-    n_test: PositiveInt  # the first n of test: the reported numbers only
+    n_train: PositiveInt
+    n_val: PositiveInt
+    n_test: PositiveInt
     epochs: PositiveInt
     batch_size: PositiveInt
-    lr: PositiveFloat  # Adam learning rate
+    lr: PositiveFloat
 
 
 class VqvaeParams(_DecoderData):
-    image_size: Annotated[int, Field(ge=8, le=1024)]  # side every model reconstructs and is scored at
-    hidden: PositiveInt  # channels of the encoder and decoder (the tutorial's hidden_dim)
-    code_dim: PositiveInt  # width of a codebook vector
-    codebook_size: Annotated[int, Field(ge=2)]  # codes in the codebook (the tutorial's n_embeddings)
-    commitment: Annotated[float, Field(ge=0)]  # beta of the commitment loss
-    decay: Annotated[float, Field(gt=0, lt=1)]  # EMA decay of the codebook
-    samples: Annotated[int, Field(ge=1, le=64)]  # test images in the reconstruction grid
+    image_size: Annotated[int, Field(ge=8, le=1024)]
+    hidden: PositiveInt
+    code_dim: PositiveInt
+    codebook_size: Annotated[int, Field(ge=2)]
+    commitment: Annotated[float, Field(ge=0)]
+    decay: Annotated[float, Field(gt=0, lt=1)]
+    samples: Annotated[int, Field(ge=1, le=64)]
 
 
 class SegmentParams(_DecoderData):
-    unet_encoders: Annotated[list[Literal["scratch", "imagenet"]], Field(min_length=1)]  # UNet11 VGG11 inits
-    unet_width_div: PositiveInt  # divides every UNet11 width (VGG11 64..512, decoder 32): 1 = TernausNet
-    overlays: Annotated[int, Field(ge=1, le=32)]  # validation images in the mask-overlay figure
+    unet_encoders: Annotated[list[Literal["scratch", "imagenet"]], Field(min_length=1)]
+    unet_width_div: PositiveInt
+    overlays: Annotated[int, Field(ge=1, le=32)]
 
 
 def _positive_ints(value: object, what: str) -> tuple[int, ...]:
@@ -291,11 +282,11 @@ def _positive_ints(value: object, what: str) -> tuple[int, ...]:
 
 
 class Params(_Group):
-    profile: str  # name of the composed profile (conf/profile/<name>.yaml)
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]  # data and sampling
-    seeds: tuple[int, ...]  # training runs: every stage that trains runs once per seed
+    profile: str
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
+    seeds: tuple[int, ...]
     device: Literal["auto", "cpu", "cuda"]
-    threads: Annotated[int, Field(ge=1, le=256)]  # intra-op CPU threads of every stage (results depend on it)
+    threads: Annotated[int, Field(ge=1, le=256)]
     data: DataParams
     clip: ClipParams
     embed: EmbedParams
@@ -304,7 +295,7 @@ class Params(_Group):
     counting: CountingParams
     vqvae: VqvaeParams
     segment: SegmentParams
-    shots: tuple[int, ...]  # support images per class: one count (`dvc exp run -S shots=4`) or a list
+    shots: tuple[int, ...]
     fewshot: FewshotParams
 
     @field_validator("seeds", mode="before")

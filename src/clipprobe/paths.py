@@ -11,7 +11,10 @@ from pathlib import Path
 
 DATA = Path("data")  # the uniform dataset store (data/<name>/...)
 METRICS = Path("metrics")  # the headline figures: one small JSON per figure (the summary stage)
-SUMMARY = Path("results/summary.json")  # every figure over seeds: per-seed values, means, intervals, claims
+RESULTS = Path("results")  # what the report reads: summary.json and the first seed's sample images
+SUMMARY = (
+    RESULTS / "summary.json"
+)  # every figure over seeds: per-seed values, means, intervals, claims, curves
 PLOTS = Path("plots")  # CSVs of DVC's plots, over seeds (the summary stage)
 REPORTS = Path("reports")
 
@@ -27,7 +30,7 @@ def features_dir(seed: int) -> Path:
 
 
 def run_dir(seed: int) -> Path:
-    """Every per-seed result (small JSON and CSV, committed) and per-image hits (cached)."""
+    """Every per-seed result (`experiment.write_result`: figures JSON, curve CSVs, array folders; DVC-cached)."""
     return Path("runs") / f"seed{seed}"
 
 
@@ -43,7 +46,7 @@ class Run:
         self.fewshot = root / "fewshot.json"
         self.fewshot_hits = root / "fewshot_hits"  # (H, N) bool test hits per shot count and method
         self.fewshot_curves = root / "fewshot_curves.csv"
-        self.modes = root / "modes.json"  # the modes experiment's accuracy curves ({} when it does not run)
+        self.fewshot_modes = root / "fewshot_modes"  # the modes experiment's (E, H) curves (empty: not run)
         self.counting = root / "counting.json"
         self.counting_hits = root / "counting_hits"
         self.vqvae = root / "vqvae.json"
@@ -60,13 +63,13 @@ PER_SEED_STAGES = ("clip", "embed", "probe", "fewshot", "counting", "vqvae", "se
 def outputs(stage: str, seed: int | None = None) -> list[Path]:
     """What `stage` writes (for a per-seed stage, for `seed`)."""
     if seed is None:
-        return {"data": [DATA], "summary": [METRICS, SUMMARY, PLOTS], "report": [REPORTS]}[stage]
+        return {"data": [DATA], "summary": [METRICS, RESULTS, PLOTS], "report": [REPORTS]}[stage]
     run = Run(seed)
     return {
         "clip": [clip_dir(seed), run.pretrain_curve],
         "embed": [features_dir(seed)],
         "probe": [run.probe, run.probe_hits, run.probe_c_search],
-        "fewshot": [run.fewshot, run.fewshot_hits, run.fewshot_curves, run.modes],
+        "fewshot": [run.fewshot, run.fewshot_hits, run.fewshot_curves, run.fewshot_modes],
         "counting": [run.counting, run.counting_hits],
         "vqvae": [run.vqvae, run.vqvae_curves, run.vqvae_samples],
         "segment": [run.segment, run.segment_curves, run.segment_overlays],

@@ -13,10 +13,13 @@ Composition drops comments; every key is documented in conf/config.yaml.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
+from clipprobe.errors import ClipprobeError
+from clipprobe.io import atomic_write
 from clipprobe.params import Params, parse_params
 
 CONF_DIR = Path("conf")  # relative to the repository root, like params.yaml
@@ -30,11 +33,27 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: str | Path = 
     """The YAML DVC writes to params.yaml for these Hydra overrides (`profile=paper`, `shots=4`, ...)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    OmegaConf.resolve(cfg)
+    try:
+        with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except yaml.YAMLError as err:  # a syntax error in a file of conf/
+        where = getattr(err, "problem_mark", None)
+        at = (
+            f"{Path(where.name).relative_to(Path(conf_dir).resolve().parent)}, line {where.line + 1}"
+            if where
+            else conf_dir
+        )
+        raise ClipprobeError(f"{at}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    except (HydraException, OmegaConfBaseException) as err:  # an unknown profile, key or override
+        detail = " ".join(
+            line.strip() for line in str(err).split("Config search path")[0].splitlines() if line.strip()
+        )
+        raise ClipprobeError(f"{conf_dir}/ with {list(overrides)}: {detail}") from None
     return OmegaConf.to_yaml(cfg)
 
 
@@ -50,7 +69,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as `dvc exp run -S` takes them")
     parser.add_argument("--output", default="params.yaml", help="file to write (default: params.yaml)")
     args = parser.parse_args()
-    Path(args.output).write_text(HEADER + compose(args.overrides))
+    try:
+        text = HEADER + compose(args.overrides)
+        parse_params(yaml.safe_load(text), source=f"conf/ with {args.overrides}")  # written only when valid
+        atomic_write(args.output, lambda tmp: tmp.write_text(text))
+    except ClipprobeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -10,3 +10,7 @@ VQVAE_MODELS = (
     "pooled",
 )  # VQ-VAEs reading pixels, the map, ..., the embedding
 VQVAE_FLOORS = ("thumbnail", "mean_colour")  # untrained predictors the VQ-VAEs are read against
+
+# The few-shot methods (classes: probes.fewshot.registry.METHODS; labels: report.fewshot.LABELS). The order
+# fixes each method's random stream: append, never reorder.
+FEWSHOT_METHODS = ("random", "zeroshot", "clap", "lpp", "tip", "gda", "prolip")

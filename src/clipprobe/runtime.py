@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 from pathlib import Path
 from typing import Any
@@ -47,5 +48,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    """torch.save atomically; the object must be loadable with weights_only=True."""
-    io.atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through the guarded writer; the object must be loadable with weights_only=True."""
+
+    def write(tmp: Path) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch reports a failed write (a full disk) as a RuntimeError
+            raise OSError(errno.EIO, f"torch.save failed: {str(err).splitlines()[0][:120]}") from err
+
+    io.atomic_write(path, write)

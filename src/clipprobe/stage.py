@@ -33,22 +33,38 @@ class FoldedWarnings(logging.Handler):
         ]
 
 
+class _InfoLines(logging.StreamHandler):
+    """The library's progress notes (logger.info in clipprobe.*), printed as plain lines on stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self.addFilter(lambda record: record.levelno < logging.WARNING)  # warnings fold at the end instead
+
+
 def _collect_warnings() -> FoldedWarnings:
     handler = FoldedWarnings()
     root = logging.getLogger()
     root.handlers[:] = [handler]  # before open_clip's root-level warnings can install basicConfig's
     root.setLevel(logging.WARNING)
+    library = logging.getLogger("clipprobe")
+    library.handlers[:] = [_InfoLines()]
+    library.setLevel(logging.INFO)
     logging.captureWarnings(True)
     return handler
 
 
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
+
+
 def _seed_argument(name: str) -> int:
     """The training seed a per-seed stage runs for: its one argument (dvc.yaml: `foreach: ${seeds}`)."""
-    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
+    arg = sys.argv[1] if len(sys.argv) == 2 else ""
+    if not (arg.isascii() and arg.isdigit() and int(arg) <= MAX_SEED):
         raise ClipprobeError(
-            f"usage: python stages/{name}.py <seed> (a non-negative integer of params.yaml's seeds)"
+            f"usage: python stages/{name}.py <seed>: a seed of params.yaml's seeds, 0 to {MAX_SEED} in ASCII "
+            f"digits (got {' '.join(sys.argv[1:])!r})"
         )
-    return int(sys.argv[1])
+    return int(arg)
 
 
 def run_stage(name: str, main: Callable[..., None], per_seed: bool = False) -> None:
@@ -57,12 +73,13 @@ def run_stage(name: str, main: Callable[..., None], per_seed: bool = False) -> N
     exit code 2; warnings are printed once each before the last line (`FoldedWarnings`)."""
     warnings = _collect_warnings()
     try:
-        if per_seed:
-            seed = _seed_argument(name)
-            name = f"{name}@{seed}"
-            main(seed)
-        else:
-            main()
+        with io.transaction():  # every output swapped in together at the end, or none of them
+            if per_seed:
+                seed = _seed_argument(name)
+                name = f"{name}@{seed}"
+                main(seed)
+            else:
+                main()
     except ClipprobeError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -62,51 +62,27 @@ def crossed_interval(table: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """A paired difference a - b, its 95% interval and how many seeds agree with its sign."""
+class Paired:
+    """A paired difference a - b, its 95% interval and how many seeds agree with its sign (the report words it:
+    report/claims.py)."""
 
     delta: float
     half: float | None  # None: one value per seed and a single seed, so no interval
     holds: int  # seeds whose own difference has the sign of `delta`
     seeds: int
 
-    @property
-    def distinguishable(self) -> bool:
-        return self.half is not None and abs(self.delta) > self.half
 
-    def measured(self, unit: str = "points", scale: float = 100.0) -> str:
-        """'+4.10 ± 2.00 points, 3 of 3 seeds'."""
-        interval = "no interval: one seed" if self.half is None else f"± {scale * self.half:.2f}"
-        return f"{scale * self.delta:+.2f} {interval} {unit}, {self.holds} of {self.seeds} seeds"
-
-    def verdict(self) -> str:
-        """Whether the numbers support the prediction `delta` > 0: 'supported', 'contradicted' (the
-        interval excludes zero on the other side) or 'not distinguishable'."""
-        if not self.distinguishable:
-            return "not distinguishable"
-        return "supported" if self.delta > 0 else "contradicted"
-
-    def words(self, a: str, b: str, unit: str = "points", scale: float = 100.0) -> str:
-        """'a is ahead of b by 4.10 ± 2.00 points (3 of 3 seeds)', or 'a and b are not distinguishable
-        (...)'."""
-        if not self.distinguishable:
-            return f"{a} and {b} are not distinguishable ({self.measured(unit, scale)})"
-        ahead, behind = (a, b) if self.delta > 0 else (b, a)
-        by = f"{scale * abs(self.delta):.2f} ± {scale * self.half:.2f} {unit}"
-        return f"{ahead} is ahead of {behind} by {by} ({self.holds} of {self.seeds} seeds)"
-
-
-def claim_from_seeds(a: np.ndarray, b: np.ndarray) -> Claim:
+def claim_from_seeds(a: np.ndarray, b: np.ndarray) -> Paired:
     """a - b from one value per seed each (paired by seed), t-interval over seeds."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     delta, half = t_interval(diff)
-    return Claim(delta, half, int((np.sign(diff) == np.sign(delta)).sum()), len(diff))
+    return Paired(delta, half, int((np.sign(diff) == np.sign(delta)).sum()), len(diff))
 
 
-def claim_from_table(a: np.ndarray, b: np.ndarray) -> Claim:
+def claim_from_table(a: np.ndarray, b: np.ndarray) -> Paired:
     """a - b from (R, N) per-image scores on the same test images (R = seeds), crossed interval (with one
     seed, over the test images alone)."""
     diff = np.atleast_2d(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
     delta, half = crossed_interval(diff)
     per_seed = diff.mean(axis=1)
-    return Claim(delta, half, int((np.sign(per_seed) == np.sign(delta)).sum()), len(diff))
+    return Paired(delta, half, int((np.sign(per_seed) == np.sign(delta)).sum()), len(diff))

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from clipprobe.contracts import Runs
+from clipprobe.data.modes import BACKGROUNDS
 from clipprobe.io import replace_folder
 from clipprobe.readouts import COUNTING as COUNTING_READOUTS
 from clipprobe.readouts import PROBE as PROBE_READOUTS
 from clipprobe.readouts import VQVAE_FLOORS, VQVAE_MODELS
-from clipprobe.stats import Claim, claim_from_seeds, claim_from_table, crossed_interval, t_interval
+from clipprobe.stats import Paired, claim_from_seeds, claim_from_table, crossed_interval, t_interval
 
 HEADLINE_FEWSHOT_FIRST = ("random", "zeroshot")  # at the smallest shot count
 HEADLINE_FEWSHOT_EVERY = ("prolip",)  # at every shot count
@@ -49,7 +50,7 @@ def per_seed(values: Sequence[float]) -> dict:
     return _figure(mean, half, values)
 
 
-def _claim(claim: Claim) -> dict:
+def _claim(claim: Paired) -> dict:
     return asdict(claim)
 
 
@@ -57,15 +58,25 @@ def _table_claim(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> dict:
     return _claim(claim_from_table(_seed_rows(a), _seed_rows(b)))
 
 
+def _columns(frame: pd.DataFrame) -> dict[str, list]:
+    """A table as {column: values}, for summary.json (JSON keeps every float exactly)."""
+    return {column: frame[column].tolist() for column in frame.columns}
+
+
 # ---------------------------------------------------------------------------------------------- experiments
 
 
+def pretrain(runs: Runs) -> dict:
+    """The CLIP pretraining curves, one per seed (empty tables when the CLIP was not trained here)."""
+    curves = runs.csv("pretrain_curve", ["step", "loss", "logit_scale"])
+    return {"curves": {str(seed): _columns(frame) for seed, frame in zip(runs.seeds, curves, strict=True)}}
+
+
 def probe(runs: Runs) -> dict:
-    metrics, hits = runs.json("probe", PROBE_READOUTS), runs.hits("probe_hits", PROBE_READOUTS)
+    keys = [f"{name}.{key}" for name in PROBE_READOUTS for key in ("acc5", "mean_per_class_recall")]
+    metrics, hits = runs.json("probe", keys), runs.hits("probe_hits", PROBE_READOUTS)
     figures = {name: accuracy([h[name] for h in hits]) for name in PROBE_READOUTS}
-    for name in PROBE_READOUTS:
-        for key in ("acc5", "mean_per_class_recall"):
-            figures[f"{name}.{key}"] = per_seed([m[name][key] for m in metrics])
+    figures.update({key: per_seed([m[key] for m in metrics]) for key in keys})
     claims = {
         "linear_probe-zeroshot_ensemble": _table_claim(
             [h["linear_probe"] for h in hits], [h["zeroshot_ensemble"] for h in hits]
@@ -74,17 +85,22 @@ def probe(runs: Runs) -> dict:
             [h["zeroshot_ensemble"] for h in hits], [h["zeroshot_single"] for h in hits]
         ),
     }
-    context = {"C": [m["linear_probe"]["C"] for m in metrics], "chance": metrics[0]["chance"]}
+    context = {"C": [m["linear_probe.C"] for m in metrics], "chance": metrics[0]["chance"]}
+    searches = runs.csv("probe_c_search", ["C", "val_acc"])
     return {
         "figures": figures,
         "claims": claims,
         "context": {**context, "n_classes": metrics[0]["n_classes"]},
+        "curves": {
+            "c_search": {str(seed): _columns(frame) for seed, frame in zip(runs.seeds, searches, strict=True)}
+        },
     }
 
 
 def fewshot(runs: Runs, shots: Sequence[int], methods: Sequence[str]) -> dict:
     names = ["zeroshot", "class_mean", *(f"shots{k}_{name}" for k in shots for name in methods)]
-    metrics, hits = runs.json("fewshot", [f"shots_{k}" for k in shots]), runs.hits("fewshot_hits", names)
+    metrics = runs.json("fewshot", [f"shots_{k}.{name}.acc" for k in shots for name in methods])
+    hits = runs.hits("fewshot_hits", names)
     figures = {
         "zeroshot": accuracy([h["zeroshot"] for h in hits]),
         "class_mean": accuracy([h["class_mean"] for h in hits]),
@@ -99,13 +115,18 @@ def fewshot(runs: Runs, shots: Sequence[int], methods: Sequence[str]) -> dict:
             claims[f"{k}shot_{name}-zeroshot"] = _table_claim(table, [h["zeroshot"] for h in hits])
             if name != "random" and "random" in methods:
                 claims[f"{k}shot_{name}-random"] = _table_claim(table, [h[f"shots{k}_random"] for h in hits])
-            trained = "acc_init" in metrics[0][f"shots_{k}"][name]
-            if trained:
+            if f"shots_{k}.{name}.acc_init" in metrics[0]:  # a trained method
                 for point in ("acc_init", "acc_last", "epoch_chosen"):
                     figures[f"{k}shot_{name}.{point}"] = per_seed(
-                        [m[f"shots_{k}"][name][point] for m in metrics]
+                        [m[f"shots_{k}.{name}.{point}"] for m in metrics]
                     )
-    return {"figures": figures, "claims": claims, "context": {"chance": metrics[0]["chance"]}}
+    curves = fewshot_curve_means(runs, min(shots))
+    return {
+        "figures": figures,
+        "claims": claims,
+        "context": {"chance": metrics[0]["chance"]},
+        "curves": {"epochs": _columns(curves)},
+    }
 
 
 def _runs_claim(values: Sequence[np.ndarray]) -> dict:
@@ -114,7 +135,7 @@ def _runs_claim(values: Sequence[np.ndarray]) -> dict:
     flat = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
     delta, half = t_interval(flat)
     holds = sum(np.sign(np.mean(v)) == np.sign(delta) for v in values)
-    return _claim(Claim(delta, half, int(holds), len(values)))
+    return _claim(Paired(delta, half, int(holds), len(values)))
 
 
 def _last(curve: np.ndarray) -> np.ndarray:
@@ -139,16 +160,19 @@ def _rise(curve: np.ndarray) -> np.ndarray:
 
 class ModeRuns:
     """One attribute of the modes experiment over seeds: (E, H) curves by shot count, support kind, init and
-    test part."""
+    test part (`probes.fewshot.modes.run`'s arrays)."""
 
-    def __init__(self, results: Sequence[dict], attribute: str) -> None:
+    def __init__(self, results: Sequence[dict[str, np.ndarray]], attribute: str) -> None:
         self.results, self.attribute = results, attribute
 
+    def _key(self, k: int, kind: str, part: str, init: str) -> str:
+        return f"{self.attribute}.shots_{k}.{kind}.{init}.{part}"
+
     def curves(self, k: int, kind: str, part: str = "all", init: str = "zeroshot") -> list[np.ndarray]:
-        return [np.asarray(r[self.attribute][f"shots_{k}"][kind][init][part]) for r in self.results]
+        return [r[self._key(k, kind, part, init)] for r in self.results]
 
     def has(self, k: int, kind: str, part: str) -> bool:
-        return part in self.results[0][self.attribute][f"shots_{k}"][kind]["zeroshot"]
+        return self._key(k, kind, part, "zeroshot") in self.results[0]
 
     def paired(self, measure, a: list[np.ndarray], b: list[np.ndarray]) -> dict:
         """The claim measure(a) - measure(b) > 0, paired by seed and draw."""
@@ -160,19 +184,19 @@ class ModeRuns:
         return [_last(s) - _last(c) for s, c in zip(spread, conc, strict=True)]
 
 
-def modes(runs: Runs, cfg_shots: Sequence[int]) -> dict:
+def modes(runs: Runs, attributes: Sequence[str], cfg_shots: Sequence[int]) -> dict:
     """The modes experiment over seeds: mean curves, and the claims behind the report's three predictions
     (zero-shot init unless named; test split; runs = seeds x draws):
     1. concentrated support overfits sooner (`early`) and deeper (`depth`) than spread, and ends lower;
     2. after concentrated training, the support's mode rises (`support_rise`) and the others fall
        (`other_rise` < 0), leaving a gap between them (`support-other`, for both inits);
     3. the spread-minus-concentrated gap shrinks from the fewest shots to the most (`gap_shrink`)."""
-    results = runs.json("modes")
+    results = runs.arrays("fewshot_modes")
     if not results[0]:
         return {}
     figures, claims = {}, {}
     first, last = min(cfg_shots), max(cfg_shots)
-    for attribute in results[0]:
+    for attribute in attributes:
         mode = ModeRuns(results, attribute)
         for k in cfg_shots:
             conc, spread = mode.curves(k, "concentrated"), mode.curves(k, "spread")
@@ -201,17 +225,18 @@ def modes(runs: Runs, cfg_shots: Sequence[int]) -> dict:
         claims[f"{attribute}.gap_shrink"] = _runs_claim(
             [a - b for a, b in zip(gap_first, gap_last, strict=True)]
         )
-    epochs = results[0][attribute][f"shots_{first}"]["concentrated"]["zeroshot"]["epochs"]
-    return {
-        "figures": figures,
-        "claims": claims,
-        "context": {"attributes": list(results[0]), "shots": list(cfg_shots), "epochs": epochs},
+    context = {
+        "attributes": list(attributes),
+        "shots": list(cfg_shots),
+        "epochs": results[0]["epochs"].tolist(),
     }
+    context["backgrounds"] = list(BACKGROUNDS)  # what the background modes are
+    return {"figures": figures, "claims": claims, "context": context}
 
 
 def counting(runs: Runs) -> dict:
     metrics = runs.json("counting")
-    tasks = list(metrics[0])
+    tasks = sorted({key.split(".")[0] for key in metrics[0]})
     hits = runs.hits("counting_hits", [f"{task}_{name}" for task in tasks for name in COUNTING_READOUTS])
     figures, claims = {}, {}
     for task in tasks:
@@ -223,10 +248,12 @@ def counting(runs: Runs) -> dict:
             claims[f"{task}_{name}-majority"] = _table_claim(by[name], by["majority"])
     context = {
         task: {
-            "chance": metrics[0][task]["chance"],
-            "n_test": metrics[0][task]["n_test"],
-            "prepool_dim": metrics[0][task]["prepool_probe"]["dim"],
-            "C": {name: [m[task][name]["C"] for m in metrics] for name in ("pooled_probe", "prepool_probe")},
+            "chance": metrics[0][f"{task}.chance"],
+            "n_test": metrics[0][f"{task}.n_test"],
+            "prepool_dim": metrics[0][f"{task}.prepool_probe.dim"],
+            "C": {
+                name: [m[f"{task}.{name}.C"] for m in metrics] for name in ("pooled_probe", "prepool_probe")
+            },
         }
         for task in tasks
     }
@@ -234,13 +261,13 @@ def counting(runs: Runs) -> dict:
 
 
 def vqvae(runs: Runs) -> dict:
-    metrics = runs.json("vqvae", [*VQVAE_MODELS, *VQVAE_FLOORS])
+    metrics = runs.json("vqvae", [f"{name}.psnr" for name in (*VQVAE_MODELS, *VQVAE_FLOORS)])
     figures = {}
     for name in (*VQVAE_MODELS, *VQVAE_FLOORS):
         for key in ("psnr", "ssim", "mse", "mse_over_variance", "perplexity", "codes_used"):
-            if key in metrics[0][name]:
-                figures[f"{name}.{key}"] = per_seed([m[name][key] for m in metrics])
-    psnr = {name: [m[name]["psnr"] for m in metrics] for name in (*VQVAE_MODELS, *VQVAE_FLOORS)}
+            if f"{name}.{key}" in metrics[0]:
+                figures[f"{name}.{key}"] = per_seed([m[f"{name}.{key}"] for m in metrics])
+    psnr = {name: [m[f"{name}.psnr"] for m in metrics] for name in (*VQVAE_MODELS, *VQVAE_FLOORS)}
     pairs = [("plain", "clip"), ("clip", "random_tower"), ("clip", "pooled"), ("clip", "thumbnail")]
     pairs += [(name, "mean_colour") for name in VQVAE_MODELS]
     claims = {f"{a}-{b}": _claim(claim_from_seeds(psnr[a], psnr[b])) for a, b in pairs}
@@ -249,23 +276,28 @@ def vqvae(runs: Runs) -> dict:
         "clip_grid": first["clip_grid"],
         "image_size": first["image_size"],
         "models": {
-            name: {k: first[name][k] for k in ("code_grid", "trainable_params")} for name in VQVAE_MODELS
+            name: {k: first[f"{name}.{k}"] for k in ("code_grid", "trainable_params")}
+            for name in VQVAE_MODELS
         },
-        "report_total_loss": {name: [m[name]["report_total_loss"] for m in metrics] for name in VQVAE_MODELS},
+        "report_total_loss": {
+            name: [m[f"{name}.report_total_loss"] for m in metrics] for name in VQVAE_MODELS
+        },
     }
-    return {"figures": figures, "claims": claims, "context": context}
+    columns = [f"{name}_val_recon" for name in VQVAE_MODELS]
+    curves = mean_frame(runs.csv("vqvae_curves", ["epoch", *columns]), "epoch", columns)
+    return {"figures": figures, "claims": claims, "context": context, "curves": {"epochs": _columns(curves)}}
 
 
 def segment(runs: Runs) -> dict:
-    metrics = runs.json("segment", ["majority"])
-    models = [name for name in metrics[0] if name != "majority"]
+    metrics = runs.json("segment", ["majority.miou"])
+    models = list(dict.fromkeys(key.split(".")[0] for key in metrics[0] if not key.startswith("majority.")))
     figures = {}
     for name in [*models, "majority"]:
-        figures[f"{name}.miou"] = per_seed([m[name]["miou"] for m in metrics])
-        figures[f"{name}.pixel_acc"] = per_seed([m[name]["pixel_acc"] for m in metrics])
-        for cls in metrics[0][name]["iou"]:
-            figures[f"{name}.iou.{cls}"] = per_seed([m[name]["iou"].get(cls, 0.0) for m in metrics])
-    miou = {name: [m[name]["miou"] for m in metrics] for name in [*models, "majority"]}
+        figures[f"{name}.miou"] = per_seed([m[f"{name}.miou"] for m in metrics])
+        figures[f"{name}.pixel_acc"] = per_seed([m[f"{name}.pixel_acc"] for m in metrics])
+        for key in (key for key in metrics[0] if key.startswith(f"{name}.iou.")):
+            figures[key] = per_seed([m.get(key, 0.0) for m in metrics])
+    miou = {name: [m[f"{name}.miou"] for m in metrics] for name in [*models, "majority"]}
     claims = {
         f"clip-{other}": _claim(claim_from_seeds(miou["clip"], miou[other]))
         for other in models
@@ -276,25 +308,33 @@ def segment(runs: Runs) -> dict:
     )
     context = {
         "models": models,
-        "best_epoch": {name: [m[name]["best_epoch"] for m in metrics] for name in models},
-        "trainable_params": {name: metrics[0][name]["trainable_params"] for name in models},
+        "best_epoch": {name: [m[f"{name}.best_epoch"] for m in metrics] for name in models},
+        "trainable_params": {name: metrics[0][f"{name}.trainable_params"] for name in models},
     }
-    return {"figures": figures, "claims": claims, "context": context}
+    columns = [f"{name}_{part}" for name in models for part in ("val_loss", "train_loss", "val_miou")]
+    curves = mean_frame(runs.csv("segment_curves", ["epoch", *columns]), "epoch", columns)
+    return {"figures": figures, "claims": claims, "context": context, "curves": {"epochs": _columns(curves)}}
 
 
 # ---------------------------------------------------------------------------------------------- outputs
 
 
 def summarize(
-    seeds: Sequence[int], shots: Sequence[int], methods: Sequence[str], modes_shots: Sequence[int]
+    seeds: Sequence[int],
+    shots: Sequence[int],
+    methods: Sequence[str],
+    modes_attributes: Sequence[str],
+    modes_shots: Sequence[int],
 ) -> dict:
-    """results/summary.json: per experiment its figures, claims and the context the report needs."""
+    """results/summary.json: per experiment its figures, claims, the context and the mean curves the report
+    draws (the report reads nothing else but `report_arrays`)."""
     runs = Runs(seeds)
     return {
         "seeds": list(seeds),
+        "pretrain": pretrain(runs),
         "probe": probe(runs),
         "fewshot": fewshot(runs, shots, methods),
-        "modes": modes(runs, modes_shots),
+        "modes": modes(runs, modes_attributes, modes_shots),
         "counting": counting(runs),
         "vqvae": vqvae(runs),
         "segment": segment(runs),
@@ -348,6 +388,13 @@ def fewshot_curve_means(runs: Runs, k: int) -> pd.DataFrame:
     return mean_frame(curves, "epoch", [c for c in curves[0].columns if c.endswith(("_test", "_val"))])
 
 
+def report_arrays(seeds: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """The first seed's sample images the report shows (VQ-VAE reconstructions, segmentation overlays), for
+    results/<name>/."""
+    runs = Runs(seeds[:1])
+    return {name: runs.arrays(name)[0] for name in ("vqvae_samples", "segment_overlays")}
+
+
 def _long(wide: pd.DataFrame, x: str, value: str, suffix: str = "") -> pd.DataFrame:
     """One row per x and series (the `series` column DVC's plot template colours by)."""
     series = {column: column.removesuffix(suffix) for column in wide.columns if column != x}
@@ -355,12 +402,9 @@ def _long(wide: pd.DataFrame, x: str, value: str, suffix: str = "") -> pd.DataFr
     return frame.sort_values(["series", x], kind="stable").reset_index(drop=True)
 
 
-def plot_tables(
-    summary: dict, seeds: Sequence[int], shots: Sequence[int], methods: Sequence[str]
-) -> dict[str, pd.DataFrame]:
-    """The CSVs under plots/ that dvc.yaml declares, long: x, series, value. Means over seeds, but for the
-    pretraining loss: one series per seed."""
-    runs = Runs(seeds)
+def plot_tables(summary: dict, shots: Sequence[int], methods: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The CSVs under plots/ that dvc.yaml declares, long: x, series, value; from the summary's means over
+    seeds, but for the pretraining loss: one series per seed."""
     fewshot_ = summary["fewshot"]["figures"]
     acc = pd.DataFrame(
         [
@@ -369,34 +413,18 @@ def plot_tables(
             for k in shots
         ]
     )
-    segment_models = summary["segment"]["context"]["models"]
-    vqvae_curves = runs.csv("vqvae_curves", ["epoch", *(f"{m}_val_recon" for m in VQVAE_MODELS)])
-    segment_curves = runs.csv("segment_curves", ["epoch", *(f"{m}_val_miou" for m in segment_models)])
-    pretrain = runs.csv("pretrain_curve", ["step", "loss", "logit_scale"])
+    pretrain = {seed: pd.DataFrame(curves) for seed, curves in summary["pretrain"]["curves"].items()}
+    first = next(iter(pretrain.values()))
+    losses = [first[["step"]]] + [frame["loss"].round(6).rename(f"seed {s}") for s, frame in pretrain.items()]
+    vqvae_curves = pd.DataFrame(summary["vqvae"]["curves"]["epochs"])
+    segment_curves = pd.DataFrame(summary["segment"]["curves"]["epochs"])
+    val_miou = ["epoch", *(c for c in segment_curves.columns if c.endswith("_val_miou"))]
     return {
-        "clip_pretrain.csv": _long(
-            pd.concat(
-                [pretrain[0][["step"]]]
-                + [f["loss"].round(6).rename(f"seed {s}") for s, f in zip(seeds, pretrain, strict=True)],
-                axis=1,
-            ),
-            "step",
-            "loss",
-        ),
+        "clip_pretrain.csv": _long(pd.concat(losses, axis=1), "step", "loss"),
         "fewshot_acc.csv": _long(acc, "shots", "acc1"),
-        "fewshot_curves.csv": _long(fewshot_curve_means(runs, min(shots)), "epoch", "acc1"),
-        "vqvae_curves.csv": _long(
-            mean_frame(vqvae_curves, "epoch", [f"{m}_val_recon" for m in VQVAE_MODELS]),
-            "epoch",
-            "val_recon",
-            "_val_recon",
-        ),
-        "segment_curves.csv": _long(
-            mean_frame(segment_curves, "epoch", [f"{m}_val_miou" for m in segment_models]),
-            "epoch",
-            "val_miou",
-            "_val_miou",
-        ),
+        "fewshot_curves.csv": _long(pd.DataFrame(summary["fewshot"]["curves"]["epochs"]), "epoch", "acc1"),
+        "vqvae_curves.csv": _long(vqvae_curves, "epoch", "val_recon", "_val_recon"),
+        "segment_curves.csv": _long(segment_curves[val_miou], "epoch", "val_miou", "_val_miou"),
     }
 
 

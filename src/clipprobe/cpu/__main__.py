@@ -24,8 +24,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", action="store_true", help="print the fingerprint as JSON only")
-    parser.add_argument("--update", action="store_true", help="print the GOLDEN dict this machine computes")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the fingerprint as JSON only")
+    output.add_argument("--update", action="store_true", help="print the GOLDEN dict this machine computes")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the loops are too short to converge, and say so
     from clipprobe import fingerprint

@@ -186,9 +186,6 @@ def render_objects(
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-BACKGROUNDS = ("noise", "gradient", "blotches")  # the kinds _background draws, by index
-
-
 def _background(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, int]:
     """(H, W, 3) uint8 mid-tone, low-saturation noise, gradient or blotches, clipped to BACKGROUND_RANGE."""
     h = image_size

@@ -3,71 +3,83 @@ vs UNet11 itself, all trained with one recipe (`segment_train`) and scored on th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
 import torch
 
 from clipprobe.data.store import Split
-from clipprobe.decoders.inputs import frozen_features
 from clipprobe.decoders.segment_models import build_models, check_widths, model_names
 from clipprobe.decoders.segment_train import Recipe, check_masks, compare, curve_columns
+from clipprobe.experiment import Result, Table, flatten
+from clipprobe.features.tower import frozen_features
 from clipprobe.params import SegmentParams
 
+_logger = logging.getLogger(__name__)
 
-def evaluate(
-    clip: open_clip.CLIP,
-    splits: Mapping[str, Split],
-    class_names: list[str],
-    cfg: SegmentParams,
-    *,
-    dataset: str,
-    tower_size: int,
-    weights_dir: str | Path,
-    seed: int,
-    device: torch.device,
-) -> dict:
-    """Returns {"metrics": metrics/segment.json, "curves": (rows, columns) per epoch, "overlays": the arrays of
-    the mask-overlay figure}. `weights_dir` caches torchvision's ImageNet VGG11 weights. Call
-    `torch.set_flush_denormal(True)` first, before any parallel region (the segment stage does): barely trained
-    decoders produce denormal gradients, which slow CPU convolutions."""
+
+@dataclass
+class Inputs:
+    """What the segment stage passes: the CLIP whose tower is read, the first images of each split (with
+    masks) and the mask classes."""
+
+    clip: open_clip.CLIP
+    splits: Mapping[str, Split]  # train, val, test with masks
+    class_names: list[str]  # the mask classes of data/<dataset>/meta.json
+    dataset: str  # params.yaml data.segment (named by errors)
+    tower_size: int  # params.yaml tower.size
+    weights_dir: Path  # torchvision's cache of ImageNet VGG11 weights
+    seed: int  # every model's init and the batch order
+    device: torch.device
+
+
+def evaluate(inputs: Inputs, cfg: SegmentParams) -> Result:
+    """figures: per model `miou`, `pixel_acc`, `iou.<class>`, `test_loss`, `best_epoch`, `trainable_params`,
+    and the majority baseline; curves: `curves` (per epoch); arrays: `overlays` (the mask-overlay figure).
+    Call `torch.set_flush_denormal(True)` first, before any parallel region (the segment stage does): barely
+    trained decoders produce denormal gradients, which slow CPU convolutions."""
+    splits, device = inputs.splits, inputs.device
     check_widths(cfg.unet_width_div, cfg.unet_encoders)
     images = {split: torch.tensor(data.images, device=device) for split, data in splits.items()}
     masks = {split: torch.tensor(data.masks, device=device) for split, data in splits.items()}
-    check_masks(masks, len(class_names), dataset)
+    check_masks(masks, len(inputs.class_names), inputs.dataset)
     models = build_models(  # before the features: missing ImageNet weights fail fast
         model_names(cfg.unet_encoders),
-        clip,
-        tower_size=tower_size,
+        inputs.clip,
+        tower_size=inputs.tower_size,
         image_size=images["train"].shape[1],
-        n_classes=len(class_names),
+        n_classes=len(inputs.class_names),
         width_div=cfg.unet_width_div,
-        weights_dir=weights_dir,
-        seed=seed,
+        weights_dir=inputs.weights_dir,
+        seed=inputs.seed,
         device=device,
     )
     start = time.perf_counter()
     features = frozen_features(
-        clip,
+        inputs.clip,
         splits,
-        tower_size=tower_size,
+        tower_size=inputs.tower_size,
         towers=("clip",),
-        seed=seed,
+        seed=inputs.seed,
         device=device,
         batch_size=cfg.batch_size,
     )
-    print(
-        f"frozen features in {time.perf_counter() - start:.1f} s: {features['train']['clip'].shape[1:]} map"
+    _logger.info(
+        "frozen features in %.1f s: %s map",
+        time.perf_counter() - start,
+        tuple(features["train"]["clip"].shape[1:]),
     )
-    recipe = Recipe(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
-    result = compare(models, features, images, masks, class_names, recipe, cfg.overlays)
+    recipe = Recipe(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=inputs.seed)
+    result = compare(models, features, images, masks, inputs.class_names, recipe, cfg.overlays)
     for name, scores in result.metrics.items():
         took = f" ({result.seconds[name]:.1f} s)" if name in result.seconds else ""
-        print(f"{name}: test mIoU {scores['miou']:.3f}, pixel acc {scores['pixel_acc']:.3f}{took}")
-    return {
-        "metrics": result.metrics,
-        "curves": (result.curves, curve_columns(list(models))),
-        "overlays": result.overlays,
-    }
+        _logger.info("%s: test mIoU %.3f, pixel acc %.3f%s", name, scores["miou"], scores["pixel_acc"], took)
+    return Result(
+        flatten(result.metrics),
+        curves={"curves": Table(curve_columns(list(models)), result.curves)},
+        arrays={"overlays": result.overlays},
+    )

@@ -27,8 +27,8 @@ from torchvision.models import VGG11_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
 from clipprobe.errors import ClipprobeError
+from clipprobe.features.tower import FrozenTower
 from clipprobe.models.clip import mean_std
-from clipprobe.models.tower import FrozenTower
 from clipprobe.network import reachable
 
 ENCODER_WIDTHS = (64, 128, 256, 512, 512)  # VGG11 conv1..conv5 outputs: UNet11's skips, finest first

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipprobe.decoders.inputs import batch_rows
+from clipprobe.decoders.batches import batch_rows
 from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import FEATURE_MODELS
 from clipprobe.errors import ClipprobeError

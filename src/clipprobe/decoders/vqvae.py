@@ -8,8 +8,10 @@ scores mean. Everything is scored on the test split at one resolution.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import open_clip
@@ -18,7 +20,6 @@ import torch.nn.functional as F
 
 from clipprobe import readouts
 from clipprobe.data.store import Split
-from clipprobe.decoders.inputs import frozen_features
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
 from clipprobe.decoders.vqvae_train import (
     FLOORS,
@@ -29,7 +30,11 @@ from clipprobe.decoders.vqvae_train import (
     reconstruct,
     train_vqvae,
 )
+from clipprobe.experiment import Result, Table, flatten
+from clipprobe.features.tower import frozen_features
 from clipprobe.params import VqvaeParams
+
+_logger = logging.getLogger(__name__)
 
 # model -> the cached input it reads ("pixels" = the target images themselves)
 MODELS = dict(zip(readouts.VQVAE_MODELS, ("pixels", "clip", "random", "pooled"), strict=True))
@@ -61,25 +66,30 @@ def _curve_columns() -> list[str]:
     return ["epoch", *[f"{m}_{s}_{t}" for m in MODELS for t in TERMS for s in ("train", "val")]]
 
 
-def evaluate(
-    model: open_clip.CLIP,
-    splits: Mapping[str, Split],
-    cfg: VqvaeParams,
-    *,
-    tower_size: int,
-    seed: int,
-    device: torch.device,
-) -> dict:
+@dataclass
+class Inputs:
+    """What the vqvae stage passes: the CLIP whose tower is read and the first images of each split."""
+
+    clip: open_clip.CLIP
+    splits: Mapping[str, Split]  # train, val, test
+    tower_size: int  # params.yaml tower.size: the side the frozen tower reads
+    seed: int  # every model's init, the batch order and the random-weight tower
+    device: torch.device
+
+
+def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
     """Train and score every model of MODELS, then the floors.
 
-    Returns {"metrics": metrics/vqvae.json, "curves": (rows, columns) per epoch, "samples": uint8 image rows
-    of the report's grids (test reconstructions and decodings of random codes)}.
+    figures: `<model>.psnr`, `.ssim`, `.mse`, `.mse_over_variance`, codebook use and the training context;
+    curves: `curves` (loss terms per epoch); arrays: `samples` (uint8 image rows of the report's grids: test
+    reconstructions and decodings of random codes).
     """
+    splits, seed, device = inputs.splits, inputs.seed, inputs.device
     start = time.perf_counter()
     features = frozen_features(
-        model,
+        inputs.clip,
         splits,
-        tower_size=tower_size,
+        tower_size=inputs.tower_size,
         towers=("clip", "random"),
         seed=seed,
         device=device,
@@ -91,8 +101,12 @@ def evaluate(
     for split in images:
         features[split]["pixels"] = on_device[split]
     variance = images["train"].var().item()
-    print(
-        f"frozen features in {time.perf_counter() - start:.1f} s: {grid}x{grid} map; data variance {variance:.4f}"
+    _logger.info(
+        "frozen features in %.1f s: %dx%d map; data variance %.4f",
+        time.perf_counter() - start,
+        grid,
+        grid,
+        variance,
     )
 
     metrics: dict = {"data_variance": variance, "image_size": cfg.image_size, "clip_grid": grid}
@@ -135,14 +149,18 @@ def evaluate(
         with torch.no_grad():
             samples[f"{name}_random_codes"] = _to_uint8(vq.eval().decode_indices(codes.to(device)).cpu())
         scores = metrics[name]
-        print(
-            f"{name}: test PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.3f}, "
-            f"codes used {scores['codes_used']:.0%} (perplexity {scores['perplexity']:.0f}) "
-            f"in {time.perf_counter() - tic:.1f} s"
-        )
+        _logger.info(
+            "%s: test PSNR %.2f dB, SSIM %.3f, codes used %.0f%% (perplexity %.0f) in %.1f s",
+            name, scores["psnr"], scores["ssim"], 100 * scores["codes_used"], scores["perplexity"],
+            time.perf_counter() - tic,
+        )  # fmt: skip
     for name, floor in FLOORS.items():
         prediction = floor(images["test"], grid)
         metrics[name] = image_scores(prediction, images["test"], variance)
         samples[name] = _to_uint8(prediction[: cfg.samples])
-        print(f"{name}: test PSNR {metrics[name]['psnr']:.2f} dB")
-    return {"metrics": metrics, "curves": (list(curves.values()), _curve_columns()), "samples": samples}
+        _logger.info("%s: test PSNR %.2f dB", name, metrics[name]["psnr"])
+    return Result(
+        flatten(metrics),
+        curves={"curves": Table(_curve_columns(), list(curves.values()))},
+        arrays={"samples": samples},
+    )

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from clipprobe import readouts
-from clipprobe.decoders.inputs import batch_rows, gather
+from clipprobe.decoders.batches import batch_rows
 from clipprobe.decoders.vqvae_models import VQVAE
 from clipprobe.errors import ClipprobeError
+from clipprobe.features.tower import gather
 from clipprobe.progress import progress
 
 TERMS = ("recon", "commitment", "latent")  # per-epoch loss terms, train and val

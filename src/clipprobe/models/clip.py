@@ -18,13 +18,15 @@ import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import open_clip
 import torch
 from open_clip.factory import load_state_dict
+from open_clip.modified_resnet import ModifiedResNet
 
-from clipprobe.contracts import problem, read_json, read_torch
+from clipprobe import paths
+from clipprobe.contracts import problem, read_model_info, read_weights
 from clipprobe.errors import ClipprobeError
 from clipprobe.io import write_json
 from clipprobe.models.registry import CONFIG_DIR, TINY_ARCHS
@@ -71,6 +73,14 @@ def create_clip(
         model = _load_checkpoint_file(arch, Path(pretrained), key)
     else:
         raise ClipprobeError(_unknown_pretrained(arch, pretrained, key))
+    poisoned = next(
+        (name for name, v in model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()),
+        None,
+    )
+    if poisoned:  # a NaN in the weights turns every feature downstream to NaN
+        raise ClipprobeError(
+            f"{key}.pretrained: {pretrained} holds NaN or inf weights ('{poisoned}'); use other weights"
+        )
     _logger.info("created %s (pretrained: %s)", arch, pretrained)
     return model.eval(), _tokenizer(arch)
 
@@ -108,10 +118,10 @@ def load_clip(
     checked loaders (`clipprobe.contracts`); a state dict of another architecture is one line saying how.
     """
     model_dir = Path(model_dir)
-    info = read_json(model_dir / INFO_FILE, "clip", ("arch", "pretrained", "image_size", "mean", "std"))
+    info = read_model_info(model_dir / INFO_FILE, "clip")
     if info["arch"] not in open_clip.list_models():
         raise problem(model_dir / INFO_FILE, "an open_clip arch", repr(info["arch"]), "clip")
-    state = read_torch(model_dir / WEIGHTS_FILE, "clip")
+    state = read_weights(model_dir / WEIGHTS_FILE, "clip")
     model = _build(
         info["arch"], info["pretrained"], preprocess={"mean": tuple(info["mean"]), "std": tuple(info["std"])}
     )
@@ -256,3 +266,28 @@ def _unknown_pretrained(arch: str, pretrained: str, key: str) -> str:
     tags = open_clip.list_pretrained_tags_by_model(arch)
     allowed = ", ".join([SCRATCH, *tags, "a checkpoint file path"])
     return f"{key}.pretrained: '{pretrained}' is not a tag of {arch}; allowed: {allowed}"
+
+
+class TowerChoice(Protocol):
+    """params.yaml's `tower` group: arch (None = the clip stage's model) and its pretrained weights."""
+
+    arch: str | None
+    pretrained: str | None
+
+
+def tower_clip(
+    choice: TowerChoice, *, clip_dir: str | Path, downloads: str | Path, device: torch.device
+) -> tuple[open_clip.CLIP, Tokenizer]:
+    """The CLIP (and tokenizer) whose ResNet tower counting and the decoders read: `choice.arch` with its
+    `pretrained` weights (fetched into `downloads`), or, when arch is None, the clip stage's model in `clip_dir`."""
+    if choice.arch is None:
+        model, tokenizer, info = load_clip(clip_dir, device=device)
+        if not isinstance(model.visual, ModifiedResNet):
+            raise ClipprobeError(
+                f"tower.arch: null reads the clip stage's {info['arch']}, which has no attention-pool map; "
+                "set tower.arch to a ResNet CLIP (RN50) and tower.pretrained to its tag"
+            )
+        return model, tokenizer
+    cache = paths.open_clip_cache(downloads)
+    model, tokenizer = create_clip(choice.arch, choice.pretrained, cache_dir=cache, key="tower")
+    return model.to(device), tokenizer

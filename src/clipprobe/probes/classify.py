@@ -3,9 +3,12 @@ linear probe, scored on the test split (nothing is selected on it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from clipprobe import readouts
+from clipprobe.experiment import Result, Table, flatten
 from clipprobe.params import ProbeParams
 from clipprobe.probes import zeroshot
 from clipprobe.probes.logreg import linear_probe
@@ -17,44 +20,49 @@ SPLITS = ("train", "val", "test")
 READOUTS = readouts.PROBE
 
 
-def evaluate(
-    splits: dict[str, dict[str, torch.Tensor]],
-    text: dict,
-    ensemble: str,
-    cfg: ProbeParams,
-    device: torch.device,
-) -> dict:
-    """Zero-shot and linear-probe scores.
+@dataclass
+class Inputs:
+    """What the probe stage passes: the embed stage's cache and the zero-shot ensemble's template set."""
 
-    Parameters
-    ----------
-    splits : the embed stage's feature dicts per split ("image", "image_norm", "image_pre", "labels")
-    text : the embed stage's text.pt ("class_names", "logit_scale", "text": {template set: (T, C, D)})
-    ensemble : the template set of the zero-shot ensemble
+    features: dict[str, dict[str, torch.Tensor]]  # per split: "image", "image_norm", "image_pre", "labels"
+    text: dict  # text.pt: "class_names", "logit_scale", "text": {template set: (T, C, D)}
+    ensemble: str  # params.yaml embed.ensemble
+    device: torch.device
 
-    Returns {"metrics": {readout: acc1, acc5, mean_per_class_recall (+ C)} plus n_classes and chance,
-    "hits": {readout: (N,) bool test hits}, "c_search": rows (C, val_acc) of the C search, empty when fixed}.
+
+def evaluate(inputs: Inputs, cfg: ProbeParams) -> Result:
+    """Zero-shot (three prompt conventions) and the linear probe, scored on test.
+
+    figures: `<readout>.acc1`, `.acc5`, `.mean_per_class_recall` per readout (`linear_probe.C` too),
+    `n_classes`, `chance`; curves: `c_search` (C, val_acc) of the C search, empty when C is fixed;
+    arrays: `hits` {readout: (N,) bool test hits}.
     """
-    test = splits["test"]
+    splits, text, test = inputs.features, inputs.text, inputs.features["test"]
     n_classes = len(text["class_names"])
     results = {
         f"zeroshot_{name}": zeroshot.evaluate(
             test["image"], text["text"][key], test["labels"], text["logit_scale"]
         )
-        for name, key in (("report", "report"), ("single", "single"), ("ensemble", ensemble))
+        for name, key in (("report", "report"), ("single", "single"), ("ensemble", inputs.ensemble))
     }
     key = FEATURE_KEYS[cfg.features]
     model, lp = linear_probe(
         *[(splits[s][key], splits[s]["labels"]) for s in SPLITS],
         C=cfg.C,
-        device=device,
+        device=inputs.device,
         max_iter=cfg.max_iter,
     )
     results["linear_probe"] = {
-        **zeroshot.scores(model.logits(test[key].to(device)), test["labels"]),
+        **zeroshot.scores(model.logits(test[key].to(inputs.device)), test["labels"]),
         "C": lp["C"],
     }
-    metrics = {"n_classes": float(n_classes), "chance": 1.0 / n_classes}
-    metrics.update({name: {k: v for k, v in r.items() if k != "hits"} for name, r in results.items()})
+    figures = {"n_classes": float(n_classes), "chance": 1.0 / n_classes}
+    figures.update(
+        flatten({name: {k: v for k, v in r.items() if k != "hits"} for name, r in results.items()})
+    )
     search = [{"C": float(c), "val_acc": acc} for c, acc in lp.get("search", {}).items()]
-    return {"metrics": metrics, "hits": {name: r["hits"] for name, r in results.items()}, "c_search": search}
+    return Result(
+        figures,
+        curves={"c_search": Table(["C", "val_acc"], search)},
+        arrays={"hits": {name: r["hits"] for name, r in results.items()}},
+    )

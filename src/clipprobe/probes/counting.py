@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from clipprobe import readouts
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import embed_texts
+from clipprobe.experiment import Result, flatten
+from clipprobe.features.embed import embed_texts
+from clipprobe.features.tower import FrozenTower, tower_features
 from clipprobe.models.clip import mean_std
-from clipprobe.models.tower import FrozenTower, run_tower
 from clipprobe.params import CountingParams
 from clipprobe.probes.logreg import fit_logreg
 from clipprobe.probes.zeroshot import accuracy, zeroshot_logits, zeroshot_weights
@@ -91,43 +92,6 @@ def count_task(
 def position_task(positions: Mapping[str, np.ndarray], templates: list[str]) -> Task:
     labels = {split: torch.from_numpy(quadrant_labels(positions[split])) for split in SPLITS}
     return Task("position", list(QUADRANTS), list(templates), labels)
-
-
-# ---------------------------------------------------------------------------------------------- features
-
-
-def tower_features(
-    tower: FrozenTower,
-    images: np.ndarray,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: torch.device,
-    batch_size: int,
-    grid: int,
-) -> dict[str, torch.Tensor]:
-    """Pooled and pre-pool features of a uint8 (N, H, W, 3) array from one pass through the frozen tower.
-
-    Returns float32 CPU tensors: "pooled" (N, D), the tower's attention pool output (= `encode_image`), and
-    "prepool" (N, C * grid * grid), its input map average-pooled to grid x grid cells, flattened channel-major.
-    """
-    side = tower.image_size // tower.stride
-    if not 1 <= grid <= side:
-        raise ClipprobeError(f"counting.prepool_grid: must be between 1 and the map side {side} (got {grid})")
-    if batch_size < 1:
-        raise ClipprobeError(f"counting.batch_size: must be >= 1 (got {batch_size})")
-    heads = {"pooled": tower.pool, "prepool": lambda fmap: F.adaptive_avg_pool2d(fmap, grid).flatten(1)}
-    return run_tower(
-        tower,
-        images,
-        heads,
-        input_size=tower.image_size,
-        mean=mean,
-        std=std,
-        device=device,
-        batch_size=batch_size,
-        desc="tower features",
-    )
 
 
 # ---------------------------------------------------------------------------------------------- readouts
@@ -220,20 +184,28 @@ def evaluate_task(
     }
 
 
-def evaluate(
-    model: torch.nn.Module,
-    tokenizer,
-    splits: Mapping[str, Split],
-    cfg: CountingParams,
-    device: torch.device,
-) -> dict:
+@dataclass
+class Inputs:
+    """What the counting stage passes: the CLIP whose tower is read, its tokenizer and the splits."""
+
+    clip: torch.nn.Module
+    tokenizer: Any
+    splits: Mapping[str, Split]  # train, val, test with counts (and positions, when the data has them)
+    device: torch.device
+
+
+def evaluate(inputs: Inputs, cfg: CountingParams) -> Result:
     """Every task the splits support (count; position when they hold positions), each with its four readouts
     (`evaluate_task`), from one pass of the frozen tower per split.
 
-    Returns {"metrics": {task: readouts without their hits}, "hits": {"<task>_<readout>": (N,) bool}}.
+    figures: `<task>.<readout>.acc` (and `.val_acc`, `.C`, `.dim` for the probes), `<task>.chance`,
+    `<task>.n_test`; arrays: `hits` {"<task>_<readout>": (N,) bool test hits}.
     """
-    tower = FrozenTower(model)  # the tower stops before the pool; its own pool gives the pooled embedding
-    mean, std = mean_std(model)
+    splits, device = inputs.splits, inputs.device
+    tower = FrozenTower(
+        inputs.clip
+    )  # the tower stops before the pool; its own pool gives the pooled embedding
+    mean, std = mean_std(inputs.clip)
     features = {
         split: tower_features(
             tower,
@@ -255,7 +227,7 @@ def evaluate(
         tasks.append(position_task({s: d.positions for s, d in splits.items()}, cfg.position_templates))
     results = {
         task.name: evaluate_task(
-            task, features, model, tokenizer, Cs=cfg.Cs, max_iter=cfg.max_iter, device=device
+            task, features, inputs.clip, inputs.tokenizer, Cs=cfg.Cs, max_iter=cfg.max_iter, device=device
         )
         for task in tasks
     }
@@ -263,7 +235,7 @@ def evaluate(
     hits = {
         f"{task}_{name}": readouts[name]["hits"] for task, readouts in results.items() for name in READOUTS
     }
-    return {"metrics": metrics, "hits": hits}
+    return Result(flatten(metrics), arrays={"hits": hits})
 
 
 def _without_hits(value: object) -> object:

@@ -10,16 +10,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from clipprobe.contracts import Runs
 from clipprobe.params import Params
-from clipprobe.probes.fewshot_registry import METHODS
 from clipprobe.report import figures
 from clipprobe.report.markdown import Summary, ci, pct
-from clipprobe.summary import fewshot_curve_means
 
 ACC_FIGURE = "figures/fewshot_acc.png"
 CURVES_FIGURE = "figures/fewshot_curves.png"
-LABELS = {name: info.label for name, info in METHODS.items()}
+LABELS = {  # every method of readouts.FEWSHOT_METHODS, as figures and tables name it
+    "random": "random init (report's baseline)",
+    "zeroshot": "zero-shot init (report's proposal)",
+    "clap": "CLAP",
+    "lpp": "LP++",
+    "tip": "Tip-Adapter",
+    "gda": "GDA",
+    "prolip": "ProLIP",
+}
 CURVE_METHODS = ("random", "zeroshot", "prolip")  # the curves figure: the report's pair, and ProLIP
 
 
@@ -167,7 +172,7 @@ def render(params: Params, out_dir: Path) -> str:
         "horizontal lines are the zero-shot classifier and the class means of all train images.",
         "",
     ]
-    curves = fewshot_curve_means(Runs(params.seeds), first)
+    curves = summary.curves("fewshot")
     curve_methods = [m for m in CURVE_METHODS if f"{m}_test" in curves]
     if curve_methods:
         _curves_figure(curves, summary, first, curve_methods, out_dir / CURVES_FIGURE)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from clipprobe.contracts import read_summary
+import pandas as pd
+
+from clipprobe import paths
+from clipprobe.contracts import load_arrays, read_summary
 from clipprobe.params import Params
+from clipprobe.report.claims import Claim
 from clipprobe.report.references import references_apply
-from clipprobe.stats import Claim
 
 PROFILES = {"default": "embedded default", "paper": "paper preset"}
 
@@ -28,6 +31,15 @@ class Summary:
 
     def context(self, experiment: str) -> dict:
         return self.data[experiment]["context"]
+
+    def curves(self, experiment: str, name: str = "epochs") -> pd.DataFrame:
+        """A table of the summary's curves (`name` "epochs": the means over seeds, one row per epoch)."""
+        return pd.DataFrame(self.data[experiment]["curves"][name])
+
+    @staticmethod
+    def arrays(name: str) -> dict:
+        """results/<name>/: the first seed's sample images (`vqvae_samples`, `segment_overlays`)."""
+        return load_arrays(paths.RESULTS / name, "summary")
 
 
 def profile_name(params: Params) -> str:

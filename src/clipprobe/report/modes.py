@@ -9,18 +9,25 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from clipprobe.data.shapes import BACKGROUNDS
 from clipprobe.params import Params
 from clipprobe.report import figures
+from clipprobe.report.claims import Claim
 from clipprobe.report.markdown import Summary
-from clipprobe.stats import Claim
 
 FIGURE = "figures/fewshot_modes.png"
 MODES = {
-    "background": "background kind (" + ", ".join(BACKGROUNDS) + ")",
+    "background": "background kind",
     "count": "object count",
     "size": "labelled object's size (below / above train's median)",
 }
+
+
+def _mode_names(summary: Summary) -> dict[str, str]:
+    """How the text names each attribute; the background kinds come from the summary's context."""
+    kinds = ", ".join(summary.context("modes")["backgrounds"])
+    return {**MODES, "background": f"{MODES['background']} ({kinds})"}
+
+
 LINES = {  # figure key -> (label, colour index, line style)
     "concentrated.support": ("concentrated: test images of the support's mode", 0, "-"),
     "concentrated.other": ("concentrated: test images of the other modes", 0, "--"),
@@ -103,7 +110,7 @@ def _sleeping_dog(summary: Summary, attributes: list[str], k: int) -> str:
     _, attribute = max(like)
     gap = summary.claim("modes", f"{attribute}.{k}.zeroshot.support-other.last")
     return (
-        f'The attribute that behaves most like the report\'s "sleeping dog" is the {MODES[attribute]}: at {k} '
+        f'The attribute that behaves most like the report\'s "sleeping dog" is the {_mode_names(summary)[attribute]}: at {k} '
         f"shots its other modes fall ({summary.claim('modes', f'{attribute}.{k}.other_rise').measured()}) and "
         f"its own mode ends ahead of them by {gap.measured()}."
     )
@@ -120,7 +127,7 @@ def render(params: Params, out_dir: Path) -> str:
     attributes, shots = context["attributes"], context["shots"]
     first, last = min(shots), max(shots)
     _figure(summary, attributes, shots, context["epochs"], out_dir / FIGURE)
-    modes_list = "; ".join(f"{a}: {MODES[a]}" for a in attributes)
+    modes_list = "; ".join(f"{a}: {_mode_names(summary)[a]}" for a in attributes)
     gap_keys = [f"{a}.gap_shrink" for a in attributes]
     lines = [
         "## Few-shot modes: does training forget the modes the support does not show?",

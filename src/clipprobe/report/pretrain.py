@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipprobe.contracts import Runs
+import pandas as pd
+
 from clipprobe.params import Params
 from clipprobe.report import figures
+from clipprobe.report.markdown import Summary
 
 FIGURE = "figures/clip_pretrain.png"
 
 
 def render(params: Params, out_dir: Path) -> str:
-    runs = Runs(params.seeds)
-    curves = dict(zip(params.seeds, runs.csv("pretrain_curve", ["step", "loss", "logit_scale"]), strict=True))
+    tables = Summary().data["pretrain"]["curves"]
+    curves = {int(seed): pd.DataFrame(table) for seed, table in tables.items()}
     if all(curve.empty for curve in curves.values()):
         return (
             "## CLIP weights\n\n"

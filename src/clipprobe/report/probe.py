@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipprobe.contracts import Runs
+import pandas as pd
+
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import Summary, ci, pct
@@ -24,8 +25,8 @@ def _c_search(params: Params, out_dir: Path) -> list[str]:
     """The C search's validation curves (one per seed), when C was searched."""
     if params.probe.C != "auto":
         return []
-    runs = Runs(params.seeds)
-    searches = dict(zip(params.seeds, runs.csv("probe_c_search", ["C"]), strict=True))
+    tables = Summary().data["probe"]["curves"]["c_search"]
+    searches = {int(seed): pd.DataFrame(table) for seed, table in tables.items()}
     figures.c_search(searches, out_dir / SEARCH_FIGURE)
     return [
         f"![Linear-probe C search]({SEARCH_FIGURE})",

@@ -17,13 +17,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from clipprobe.contracts import Runs
 from clipprobe.data.store import IGNORE
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import Summary, ci, pct, tower_label
 from clipprobe.report.references import PETS_REFERENCE
-from clipprobe.summary import mean_frame
 
 CURVES_FIGURE = "figures/segment_curves.png"
 IOU_FIGURE = "figures/segment_iou.png"
@@ -196,9 +194,8 @@ def render(params: Params, out_dir: Path) -> str:
     cfg, dataset = params.segment, params.data.segment
     models = summary.context("segment")["models"]
     first = params.seeds[0]
-    overlays = Runs([first]).arrays("segment_overlays")[0]
-    columns = [f"{name}_{part}" for name in models for part in ("val_loss", "train_loss", "val_miou")]
-    curves = mean_frame(Runs(params.seeds).csv("segment_curves", ["epoch", *columns]), "epoch", columns)
+    overlays = summary.arrays("segment_overlays")
+    curves = summary.curves("segment")
     class_names = [str(c) for c in overlays["class_names"]]
     _curves_figure(curves, models, summary, out_dir / CURVES_FIGURE)
     _iou_figure(summary, models, class_names, out_dir / IOU_FIGURE)

@@ -14,11 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from clipprobe.contracts import Runs
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import Summary, ci, tower_label
-from clipprobe.summary import mean_frame
 
 FIGURES = {
     "samples": "figures/vqvae_reconstructions.png",
@@ -87,7 +85,7 @@ def render(params: Params, out_dir: Path) -> str:
     summary = Summary()
     context = summary.context("vqvae")
     first = params.seeds[0]
-    samples = Runs([first]).arrays("vqvae_samples")[0]
+    samples = summary.arrays("vqvae_samples")
     cfg = params.vqvae
     figures.set_style()
     rows = {"ground truth": samples["ground_truth"]}
@@ -95,9 +93,7 @@ def render(params: Params, out_dir: Path) -> str:
     figures.image_grid(rows, f"VQ-VAE test reconstructions (seed {first})", out_dir / FIGURES["samples"])
     random_rows = {MODELS[name]: samples[f"{name}_random_codes"] for name in MODELS}
     figures.image_grid(random_rows, f"Decodings of random codes (seed {first})", out_dir / FIGURES["random"])
-    columns = [f"{name}_val_recon" for name in MODELS]
-    curves = mean_frame(Runs(params.seeds).csv("vqvae_curves", ["epoch", *columns]), "epoch", columns)
-    _curves_figure(curves, out_dir / FIGURES["curves"])
+    _curves_figure(summary.curves("vqvae"), out_dir / FIGURES["curves"])
 
     grid, size = int(context["clip_grid"]), int(context["image_size"])
     paper = params.data.vqvae == "cifar10"

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from clipprobe.data.store import Split
-from clipprobe.params import FewshotParams, Params
-from clipprobe.probes import modes
-from clipprobe.probes.fewshot_methods import MethodResult, Prior
-from clipprobe.probes.fewshot_registry import METHODS, method_class
-from clipprobe.probes.fewshot_support import Task, check_shots, class_means, make_task
-from clipprobe.probes.fewshot_train import head_hits, train_heads
+from clipprobe.experiment import Result, Table, flatten
+from clipprobe.params import FewshotParams
+from clipprobe.probes.fewshot import modes
+from clipprobe.probes.fewshot.methods import MethodResult, Prior
+from clipprobe.probes.fewshot.registry import METHODS
+from clipprobe.probes.fewshot.support import Task, check_shots, class_means, make_task
+from clipprobe.probes.fewshot.train import head_hits, train_heads
 from clipprobe.probes.zeroshot import zeroshot_logits, zeroshot_weights
 from clipprobe.progress import progress as progress_bar
 from clipprobe.stats import crossed_interval, t_interval
@@ -57,7 +58,7 @@ def run_method(
     test_pre: torch.Tensor | None = None,
 ) -> MethodResult:
     """Run method `name` on every draw of `task`; the test split only scores the already chosen model."""
-    method = method_class(name)(prior, cfg)
+    method = METHODS[name](prior, cfg)
     if hasattr(method, "run"):  # training-free
         return method.run(task, test, test_labels)
     trace = train_heads(
@@ -157,31 +158,39 @@ def run_sweep(
     return Sweep(zeroshot_hits, class_mean, n_classes, results)
 
 
-def sweep_features(
-    params: Params,
-    splits: dict[str, dict[str, torch.Tensor]],
-    text: dict,
-    seed: int,
-    device: torch.device,
-    test: dict[str, torch.Tensor] | None = None,
-    shots: Sequence[int] | None = None,
-    progress: bool = False,
-) -> Sweep:
-    """`run_sweep` with params' recipe on one seed's embed-stage features (`features.load_features`).
+@dataclass
+class Inputs:
+    """What the fewshot stage passes: one seed's embed-stage cache and the sweep's settings outside `fewshot`."""
 
-    test: a feature dict scored in place of the test split (bench/fewshot_heldout.py); shots: default params'.
-    """
+    features: dict[str, dict[str, torch.Tensor]]  # per split: "image", "labels" (and "image_pre")
+    text: dict  # text.pt: "text": {template set: (T, C, D)}, "logit_scale", maybe "projection"
+    ensemble: str  # params.yaml embed.ensemble: the zero-shot prior's template set
+    shots: Sequence[int]  # params.yaml shots
+    seed: int  # the training seed: support draws and the methods' own randomness
+    device: torch.device
+    modes_data: dict[str, Split] | None = (
+        None  # the shapes world's train and test splits: the modes experiment
+    )
+    test: dict[str, torch.Tensor] | None = (
+        None  # scored in place of features["test"] (bench/fewshot_heldout.py)
+    )
+    progress: bool = False
+
+
+def sweep_inputs(inputs: Inputs, cfg: FewshotParams) -> Sweep:
+    """`run_sweep` on one seed's embed-stage features (`contracts.load_features`)."""
+    features, text = inputs.features, inputs.text
     return run_sweep(
-        splits["train"],
-        splits["val"],
-        splits["test"] if test is None else test,
-        text["text"][params.embed.ensemble],
+        features["train"],
+        features["val"],
+        features["test"] if inputs.test is None else inputs.test,
+        text["text"][inputs.ensemble],
         text["logit_scale"],
-        params.shots if shots is None else shots,
-        params.fewshot,
-        seed,
-        device=device,
-        progress=progress,
+        inputs.shots,
+        cfg,
+        inputs.seed,
+        device=inputs.device,
+        progress=inputs.progress,
         projection=text.get("projection"),
     )
 
@@ -195,36 +204,31 @@ def hit_arrays(sweep: Sweep) -> dict[str, np.ndarray]:
     return arrays
 
 
-def evaluate(
-    params: Params,
-    splits: dict[str, dict[str, torch.Tensor]],
-    text: dict,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-    modes_data: dict[str, Split] | None = None,
-) -> dict:
-    """One seed's few-shot outputs: {"metrics": `summarize`, "hits": `hit_arrays`, "curves": `curve_rows`
-    as (rows, columns), "modes": the modes experiment (`modes.run`, when `modes_data` is given)}."""
-    sweep = sweep_features(params, splits, text, seed, device, progress=progress)
-    result = {
-        "metrics": summarize(sweep),
-        "hits": hit_arrays(sweep),
-        "curves": curve_rows(sweep),
-        "modes": {},
-    }
-    if modes_data is not None and params.fewshot.modes.attributes:
-        prior = make_prior(text["text"][params.embed.ensemble], text["logit_scale"], None, device)
-        train, test = (_split(splits[name]) for name in ("train", "test"))
-        result["modes"] = modes.run(
+def evaluate(inputs: Inputs, cfg: FewshotParams) -> Result:
+    """One seed's few-shot sweep and the modes experiment.
+
+    figures: `summarize` (flat); curves: `curves` (`curve_rows`); arrays: `hits` (`hit_arrays`) and `modes`
+    (`modes.run`, empty unless `inputs.modes_data` is given and `cfg.modes.attributes` names some).
+    """
+    sweep = sweep_inputs(inputs, cfg)
+    modes_curves: dict[str, np.ndarray] = {}
+    if inputs.modes_data is not None and cfg.modes.attributes:
+        device = inputs.device
+        prior = make_prior(inputs.text["text"][inputs.ensemble], inputs.text["logit_scale"], None, device)
+        train, test = (_split(inputs.features[name]) for name in ("train", "test"))
+        modes_curves = modes.run(
             (train[0].to(device), train[1].to(device)),
             (test[0].to(device), test[1].to(device)),
-            modes_data,
+            inputs.modes_data,
             prior,
-            params.fewshot,
-            seed,
+            cfg,
+            inputs.seed,
         )
-    return result
+    return Result(
+        flatten(summarize(sweep)),
+        curves={"curves": curve_rows(sweep)},
+        arrays={"hits": hit_arrays(sweep), "modes": modes_curves},
+    )
 
 
 def summarize(sweep: Sweep) -> dict[str, dict[str, dict[str, float]] | float]:
@@ -255,7 +259,7 @@ def summarize(sweep: Sweep) -> dict[str, dict[str, dict[str, float]] | float]:
             if result.trace is not None:
                 entry["acc_init"] = result.trace.test[0].mean().item()
                 entry["acc_last"] = result.trace.test[-1].mean().item()
-                chosen = result.trace.chosen(method_class(name).select)  # (H,) evaluation points kept
+                chosen = result.trace.chosen(METHODS[name].select)  # (H,) evaluation points kept
                 entry["epoch_chosen"] = float(np.mean([result.trace.epochs[i] for i in chosen.tolist()]))
             block[name] = entry
         metrics[f"shots_{k}"] = block
@@ -267,7 +271,7 @@ def _csv(value: float | torch.Tensor) -> float:
     return round(float(value), 6)
 
 
-def curve_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
+def curve_rows(sweep: Sweep) -> Table:
     """plots/fewshot_curves.csv: per shot count and evaluation epoch, mean test and few-shot val accuracy of
     every trained method (columns `<method>_test`, `<method>_val`)."""
     trained = [n for n, r in next(iter(sweep.results.values())).items() if r.trace is not None]
@@ -282,4 +286,4 @@ def curve_rows(sweep: Sweep) -> tuple[list[dict[str, float]], list[str]]:
             for n in trained:
                 row[f"{n}_test"], row[f"{n}_val"] = _csv(test[n][i]), _csv(val[n][i])
             rows.append(row)
-    return rows, columns
+    return Table(columns, rows)

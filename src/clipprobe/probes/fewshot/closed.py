@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from clipprobe.params import FewshotParams
-from clipprobe.probes.fewshot_methods import MethodResult, Prior
-from clipprobe.probes.fewshot_support import Task, class_means
-from clipprobe.probes.fewshot_train import head_hits
+from clipprobe.probes.fewshot.methods import MethodResult, Prior
+from clipprobe.probes.fewshot.support import Task, class_means
+from clipprobe.probes.fewshot.train import head_hits
 
 
 def _best_on_val(hits: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,9 @@ import torch
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams
-from clipprobe.probes.fewshot_methods import Prior, RandomHead, ZeroshotHead
-from clipprobe.probes.fewshot_support import Task
-from clipprobe.probes.fewshot_train import train_heads
+from clipprobe.probes.fewshot.methods import Prior, RandomHead, ZeroshotHead
+from clipprobe.probes.fewshot.support import Task
+from clipprobe.probes.fewshot.train import train_heads
 
 SUPPORTS = ("concentrated", "spread")
 INITS = {"zeroshot": ZeroshotHead, "random": RandomHead}
@@ -89,22 +89,20 @@ def run(
 ) -> dict:
     """Every attribute x shot count x support kind x init of `cfg.modes`, on L2-normalised features.
 
-    Returns {"<attribute>": {"shots_<K>": {"<kind>": {"<init>": {"epochs": [...], "all" / "support" / "other":
-    (E, H) accuracies as nested lists}}}}}: test accuracy per evaluation point and draw, on every test image,
-    on those whose mode the class's support shows, and on the others ("other" is left out where the support
-    shows every mode).
+    Returns {"<attribute>.shots_<K>.<kind>.<init>.<part>": (E, H) float64 array} for the parts "all",
+    "support" and "other": test accuracy per evaluation point and draw, on every test image, on those whose
+    mode the class's support shows, and on the others ("other" is left out where the support shows every
+    mode); plus "epochs": (E,) the evaluation points. Empty without attributes.
     """
     (train_x, train_y), (test_x, test_y) = train, test
     n_classes = len(prior.weights)
     threshold = float(np.median(np.asarray(data["train"].sizes)))
-    out: dict = {}
+    out: dict[str, np.ndarray] = {}
     for attribute in cfg.modes.attributes:
         train_modes = mode_labels(data["train"], attribute, threshold)
         test_modes = torch.from_numpy(mode_labels(data["test"], attribute, threshold))
-        out[attribute] = {}
         for k in cfg.modes.shots:
             _check_modes(train_y.numpy(), train_modes, n_classes, k, attribute)
-            out[attribute][f"shots_{k}"] = {}
             for s, kind in enumerate(SUPPORTS):
                 rng = np.random.default_rng([seed, k, _STREAM, cfg.modes.attributes.index(attribute), s])
                 rows, shown = draw_supports(
@@ -116,18 +114,18 @@ def run(
                 )
                 # (H, N): the test image's mode is one its class's support shows
                 in_support = torch.from_numpy(shown)[:, test_y, test_modes]
-                runs = {}
                 for name, method in INITS.items():
                     stream = np.random.SeedSequence([seed, k, _STREAM, s])
                     generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
                     trace = train_heads(method(prior, cfg), task, test_x, test_y, epochs=cfg.modes.epochs,
                                         eval_every=cfg.eval_every, generator=generator)  # fmt: skip
                     hits = trace.test_hits.double()  # (E, H, N)
-                    runs[name] = {"epochs": trace.epochs, "all": hits.mean(dim=-1).tolist()}
+                    at = f"{attribute}.shots_{k}.{kind}.{name}"
+                    out["epochs"] = np.array(trace.epochs, dtype=np.int64)
+                    out[f"{at}.all"] = hits.mean(dim=-1).numpy()
                     for part, mask in (("support", in_support), ("other", ~in_support)):
                         if mask.any(dim=-1).all():  # e.g. no "other" mode when spread shows them all
-                            runs[name][part] = _masked_mean(hits, mask).tolist()
-                out[attribute][f"shots_{k}"][kind] = runs
+                            out[f"{at}.{part}"] = _masked_mean(hits, mask).numpy()
     return out
 
 

@@ -1,15 +1,14 @@
-"""Frozen CLIP features: images streamed from uint8 arrays (GPU fast path, CPU fallback) and class prompts.
+"""CLIP embeddings: image features (projected, L2-normalised, pre-projection) and class prompt features.
 
-Images never pass through PIL or a DataLoader: uint8 batches go to the device (on CUDA from pinned staging
-buffers, copied on a side stream while the previous batch computes) and are resized and normalised there.
-They are prepared by `clipprobe.preprocess.preprocess_uint8` (open_clip's eval transform). On CUDA the towers
-run under bf16 autocast; on CPU everything is float32. ResNet towers take channels_last inputs on both.
+Images come through `features.stream.stream_images` (GPU fast path, CPU fallback) and are prepared on the
+device by `clipprobe.preprocess` (open_clip's eval transform). On CUDA the towers run under bf16 autocast;
+on CPU everything is float32. ResNet towers take channels_last inputs on both.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import open_clip
@@ -20,6 +19,7 @@ from open_clip.transformer import VisionTransformer
 
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
+from clipprobe.features.stream import check_finite, stream_images
 from clipprobe.preprocess import autocast, model_input
 from clipprobe.progress import progress as progress_bar
 from clipprobe.templates import RAW_NAMES
@@ -65,13 +65,14 @@ def embed_images(
         model.visual.to(memory_format=torch.channels_last)
 
     chunks: dict[str, list[torch.Tensor]] = {}
-    batches = _device_batches(images, batch_size, device)
+    batches = stream_images(images, batch_size, device)
     total = math.ceil(len(images) / batch_size)
     for batch in progress_bar(batches, total=total, desc="embed images", enabled=progress):
         for key, value in _embed_batch(encode, batch, image_size, mean, std, channels_last).items():
             chunks.setdefault(key, []).append(value)
     # concatenated outside inference mode, so callers get ordinary tensors they may train on
     features = {key: torch.cat(values).cpu() for key, values in chunks.items()}
+    check_finite(features.values(), "image features")
     features["image_norm"] = F.normalize(features["image"], dim=-1)
     return features
 
@@ -97,37 +98,6 @@ def _preprocess_cfg(model: torch.nn.Module) -> tuple[int, tuple[float, ...], tup
     mean = tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
     std = tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
     return height, mean, std
-
-
-def _device_batches(images: np.ndarray, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
-    """(B, H, W, 3) uint8 batches on `device`, in order.
-
-    On CUDA each batch is read into one of two pinned buffers and copied on a side stream, so the copy of
-    batch k + 1 overlaps the compute of batch k; a buffer is refilled only once the compute on the batch it
-    last held has finished, which also bounds the batches in flight to two.
-    """
-    starts = range(0, len(images), batch_size)
-    if device.type != "cuda":
-        for start in starts:  # np.array copies: torch.from_numpy warns on a read-only memmap
-            yield torch.from_numpy(np.array(images[start : start + batch_size]))
-        return
-    compute = torch.cuda.current_stream(device)
-    copy = torch.cuda.Stream(device)
-    shape = (min(batch_size, len(images)), *images.shape[1:])
-    staging = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
-    consumed: list[torch.cuda.Event | None] = [None, None]
-    for k, start in enumerate(starts):
-        slot = k % 2
-        if consumed[slot] is not None:
-            consumed[slot].synchronize()
-        chunk = images[start : start + batch_size]
-        staging[slot].numpy()[: len(chunk)] = chunk
-        with torch.cuda.stream(copy):
-            batch = staging[slot][: len(chunk)].to(device, non_blocking=True)
-        compute.wait_stream(copy)
-        batch.record_stream(compute)  # so the allocator cannot reuse it before the compute is done
-        yield batch
-        consumed[slot] = compute.record_event()  # the consumer has queued its work on this batch
 
 
 def _projected_encoder(model: torch.nn.Module) -> Encoder:

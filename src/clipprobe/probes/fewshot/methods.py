@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams
-from clipprobe.probes.fewshot_support import Task, class_means
-from clipprobe.probes.fewshot_train import HeadAdamW, HeadSGD, Trace
+from clipprobe.probes.fewshot.support import Task, class_means
+from clipprobe.probes.fewshot.train import HeadAdamW, HeadSGD, Trace
 
 RANDOM_INIT_STD = 0.01  # std of the random head's weights (on the unit-norm scale of W_zs)
 LPP_ALPHA_INIT = 250.0  # LP++: alpha_0 = 250 * mean text logit of a class on its own support images

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.probes.fewshot_support import Task
+from clipprobe.probes.fewshot.support import Task
 
 DIVERGED = 100.0  # a training loss this many times its starting value has diverged (a sane lr only lowers it)
 
