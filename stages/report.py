@@ -9,14 +9,24 @@ from clipprobe.report import counting, fewshot, figures, modes, pretrain, probe,
 from clipprobe.report.markdown import render_report
 from clipprobe.stage import run_stage
 
-SECTIONS = (pretrain, probe, fewshot, modes, counting, vqvae, segment)  # each: render(params, out_dir) -> markdown
+SECTIONS = (
+    pretrain,
+    probe,
+    fewshot,
+    modes,
+    counting,
+    vqvae,
+    segment,
+)  # each: render(params, out_dir) -> markdown
 
 
 def main() -> None:
     params = load_params()
     figures.set_style()
 
-    def write(folder: Path) -> None:  # the whole of reports/, built aside, so no figure of an earlier run lingers
+    def write(
+        folder: Path,
+    ) -> None:  # the whole of reports/, built aside, so no figure of an earlier run lingers
         sections = [section.render(params, folder) for section in SECTIONS]
         (folder / "report.md").write_text(render_report(params, sections))
 

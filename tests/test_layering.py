@@ -8,7 +8,19 @@ from test_dvc_yaml import SRC, _imported_modules, _module_file
 
 PACKAGE = SRC / "clipprobe"
 LAYERS = [  # bottom first; a module belongs to the first entry that is it or one of its packages
-    ("errors", "io", "paths", "readouts", "stage", "progress", "network", "stats", "experiment", "cpu"),
+    (
+        "errors",
+        "io",
+        "paths",
+        "readouts",
+        "stage",
+        "progress",
+        "network",
+        "stats",
+        "experiment",
+        "cpu",
+        "gpus",
+    ),
     ("runtime", "cpu.sqrt", "preprocess", "templates", "data", "contracts", "models.registry"),
     ("models",),
     ("features",),

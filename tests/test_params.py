@@ -1,5 +1,6 @@
 """params.yaml: composed from conf/, the profiles validate, and every kind of bad input is one line naming the key."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,29 @@ def test_every_param_is_documented_once_in_conf():
             assert " | ".join(choices) in docs[key], (
                 f"conf/config.yaml: {key} must list {' | '.join(choices)}"
             )
+
+
+@pytest.mark.parametrize(
+    ("args", "broken", "expected"),
+    [
+        (
+            ["profile=nope"],
+            None,
+            "error: conf/ with ['profile=nope']: In 'config': Could not find 'profile/nope'",
+        ),
+        (["nokey=3"], None, "error: conf/ with ['nokey=3']: Could not override 'nokey'."),
+        (["shots=0"], None, "error: conf/ with ['shots=0']: shots: must be support images per class"),
+        ([], "seeds: [0, 1\n", "error: conf/config.yaml, line "),
+    ],
+)
+def test_profiles_entry_point_errors_are_one_line_and_write_nothing(tmp_path, args, broken, expected):
+    shutil.copytree(CONF, tmp_path / "conf")
+    if broken:
+        with (tmp_path / "conf/config.yaml").open("a") as config:
+            config.write(broken)
+    result = subprocess.run(
+        [sys.executable, "-m", "clipprobe.profiles", *args, "--output", "out.yaml"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.yaml").exists()

@@ -109,12 +109,18 @@ def test_full_disk_under_the_weights_keeps_the_old_curve_too(repo):
 
 
 @needs_namespaces
-@pytest.mark.parametrize(("folder", "script"), [("runs/seed0", "probe.py 0"), ("reports", "report.py")])
-def test_read_only_output_folder(repo, folder, script):
-    before = _digests(repo, folder)
-    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} &&"
-    _one_error_line(_stage(repo, script, mount=mount), f"{folder}", "Read-only file system")
-    assert _digests(repo, folder) == before
+@pytest.mark.parametrize(
+    ("read_only", "script", "outputs"),
+    [
+        ("runs/seed0", "probe.py 0", "runs/seed0"),
+        (".", "report.py", "reports"),
+    ],  # files in it; a whole folder
+)
+def test_read_only_output_folder(repo, read_only, script, outputs):
+    before = _digests(repo, outputs)
+    mount = f'mount --bind {read_only} {read_only} && mount -o remount,bind,ro {read_only} && cd "$PWD" &&'  # cd: into the mount
+    _one_error_line(_stage(repo, script, mount=mount), outputs, "Read-only file system")
+    assert _digests(repo, outputs) == before
 
 
 @pytest.fixture
@@ -138,7 +144,10 @@ def test_immutable_output_leaves_every_output_of_the_stage_as_it_was(repo, immut
     immutable(repo / "runs/seed0/probe.json")
     _one_error_line(_stage(repo, "probe.py 0"), "runs/seed0/probe.json", "Operation not permitted")
     assert _digests(repo, *outputs) == before
-    assert not [p.name for p in (repo / "runs/seed0").iterdir() if p.name.startswith(".")]  # no debris
+    debris = [
+        p.name for p in (repo / "runs/seed0").iterdir() if p.name.startswith(".") and p.name != ".gitignore"
+    ]
+    assert not debris
 
 
 def test_an_undeletable_old_file_does_not_half_empty_a_folder(repo, immutable):

@@ -35,8 +35,8 @@ _staged: list[tuple[Path, Path]] | None = None  # (temporary, target) of the ope
 def write_failure(path: Path, err: OSError) -> ClipprobeError:
     """The one line of an output that cannot be written, naming it and the cause."""
     reason = err.strerror or str(err) or type(err).__name__
-    if err.errno != errno.ENOSPC and _free_bytes(path) < 1 << 20:
-        reason = f"{reason}; the disk holding it is full"
+    if err.errno != errno.ENOSPC and _free_bytes(path) < 1 << 20:  # torch reports ENOSPC in its own words
+        reason = os.strerror(errno.ENOSPC)
     return ClipprobeError(f"{path}: cannot write it ({reason}); make its folder writable or free space")
 
 

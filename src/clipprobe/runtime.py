@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import clipprobe
-from clipprobe import io
+from clipprobe import gpus, io
 from clipprobe.cpu.sqrt import exact_sqrt
 from clipprobe.errors import ClipprobeError
 
@@ -39,7 +39,9 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when present; asking for `cuda` without one is an error, not a silent fallback."""
+    """`auto` picks CUDA when present; asking for `cuda` without one is an error, not a silent fallback. On a
+    machine with several GPUs the process first claims one of its own (`clipprobe.gpus`)."""
+    gpus.claim_for(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

@@ -24,8 +24,8 @@ from clipprobe.readouts import PROBE as PROBE_READOUTS
 from clipprobe.readouts import VQVAE_FLOORS, VQVAE_MODELS
 from clipprobe.stats import Paired, claim_from_seeds, claim_from_table, crossed_interval, t_interval
 
-HEADLINE_FEWSHOT_FIRST = ("random", "zeroshot")  # at the smallest shot count
-HEADLINE_FEWSHOT_EVERY = ("prolip",)  # at every shot count
+HEADLINE_FEWSHOT_FEWEST = ("random", "zeroshot", "prolip")  # at the fewest shots of the sweep
+HEADLINE_FEWSHOT_MOST = ("prolip",)  # at the most
 
 
 def _figure(mean: float, half: float | None, per_seed: Sequence[float]) -> dict:
@@ -341,38 +341,46 @@ def summarize(
     }
 
 
-def _headline(measure: str, figure: dict) -> dict:
-    out = {measure: figure["mean"]}
-    if figure["ci95"] is not None:
-        out[f"{measure}_ci95"] = figure["ci95"]
-    return out
-
-
 def headline(summary: dict, shots: Sequence[int], methods: Sequence[str]) -> dict[str, dict]:
-    """The few figures `dvc metrics` shows: one file each, named by the figure, holding one shared measure
-    (acc1, psnr, miou) and its interval, so `dvc metrics show` is a narrow table of one row per figure."""
+    """The few figures `dvc metrics` shows, by names that do not depend on the params (so an experiment can
+    never leave a metrics file its baseline lacks): {name: {"measure": acc1 | psnr | miou, "mean", "ci95",
+    "per_seed", and "shots" for the few-shot ones}}. The few-shot figures are at the fewest shots (the
+    report's 1-shot comparison) and, for ProLIP, also at the most."""
     probe_, fewshot_, counting_ = (
         summary["probe"]["figures"],
         summary["fewshot"]["figures"],
         summary["counting"],
     )
-    out = {name: _headline("acc1", probe_[name]) for name in PROBE_READOUTS}
-    first = min(shots)
-    for name in methods:
-        for k in (
-            shots if name in HEADLINE_FEWSHOT_EVERY else [first] if name in HEADLINE_FEWSHOT_FIRST else []
-        ):
-            out[f"fewshot_{k}shot_{name}"] = _headline("acc1", fewshot_[f"{k}shot_{name}"])
+    out = {name: {"measure": "acc1", **probe_[name]} for name in PROBE_READOUTS}
+    at = [("fewest", name, min(shots)) for name in HEADLINE_FEWSHOT_FEWEST]
+    at += [("most", name, max(shots)) for name in HEADLINE_FEWSHOT_MOST]
+    for where, name, k in at:
+        if name in methods:
+            out[f"fewshot_{where}_{name}"] = {"measure": "acc1", "shots": k, **fewshot_[f"{k}shot_{name}"]}
     for task in counting_["context"]:
         for readout in ("pooled_probe", "prepool_probe"):
-            out[f"{task}_{readout.removesuffix('_probe')}"] = _headline(
-                "acc1", counting_["figures"][f"{task}_{readout}"]
-            )
+            figure = counting_["figures"][f"{task}_{readout}"]
+            out[f"{task}_{readout.removesuffix('_probe')}"] = {"measure": "acc1", **figure}
     for name in ("plain", "clip"):
-        out[f"vqvae_{name}"] = _headline("psnr", summary["vqvae"]["figures"][f"{name}.psnr"])
-    for name in summary["segment"]["context"]["models"]:
-        if name != "pooled":
-            out[f"segment_{name}"] = _headline("miou", summary["segment"]["figures"][f"{name}.miou"])
+        out[f"vqvae_{name}"] = {"measure": "psnr", **summary["vqvae"]["figures"][f"{name}.psnr"]}
+    models = summary["segment"]["context"]["models"]
+    unet = next(name for name in models if name.startswith("unet11_"))  # the first of segment.unet_encoders
+    for name, model in (("segment_clip", "clip"), ("segment_unet11", unet)):
+        out[name] = {"measure": "miou", **summary["segment"]["figures"][f"{model}.miou"]}
+    return out
+
+
+def metrics_files(headlines: dict[str, dict]) -> dict[str, dict]:
+    """metrics/<name>.json of every headline figure: its measure (CLIP_benchmark's name), its 95% interval
+    (`<measure>_ci95`, when there is one) and, for the few-shot ones, the shot count it is at."""
+    out = {}
+    for name, figure in headlines.items():
+        measure = figure["measure"]
+        out[name] = {measure: figure["mean"]}
+        if figure["ci95"] is not None:
+            out[name][f"{measure}_ci95"] = figure["ci95"]
+        if "shots" in figure:
+            out[name]["shots"] = figure["shots"]
     return out
 
 
