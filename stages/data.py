@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from clipprobe import paths
 from clipprobe.data.cifar import prepare_cifar
 from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.pets import prepare_pets
@@ -13,7 +14,7 @@ from clipprobe.stage import run_stage
 def main() -> None:
     params = load_params()
     cfg = params.data
-    root, downloads = Path(cfg.root), Path(cfg.downloads)
+    root, downloads = Path(cfg.root), paths.downloads_dir(cfg.downloads)  # ~ expanded
     # The shapes world is needed by any task that selects it, and always for pretraining a CLIP from scratch.
     tasks = (cfg.classification, cfg.counting, cfg.vqvae, cfg.segment)
     if "shapes" in tasks or params.clip.pretrained == "scratch":

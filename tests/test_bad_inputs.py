@@ -102,6 +102,8 @@ class Case:
         ]
 
 
+LOCAL = {"data.downloads": "downloads"}  # the offline cases' downloads folder: empty, in the workspace
+
 CASES = {
     "truncated images.npy": Case("clip", "data/shapes/pretrain/images.npy", {"data/shapes/pretrain/images.npy": _truncate}),
     "garbage .npy header": Case("counting", "data/shapes/test/images.npy", {"data/shapes/test/images.npy": _garbage_header}),
@@ -136,11 +138,12 @@ CASES = {
     "a non-ASCII digit as the stage argument": Case("embed", "usage: python stages/embed.py <seed>", seed="\u0663"),
     "diverging few-shot lr": Case("fewshot", "fewshot.linear.lr", params={"fewshot.linear.lr": 1e30}, outputs=("runs/seed0/fewshot.json",)),
     "diverging pretraining lr": Case("clip", "clip.pretrain.lr", params={"clip.pretrain.lr": 1e12}, outputs=("runs/seed0/clip_pretrain.csv",)),
-    # the paper preset offline: each stage that fetches names its own file or key, within seconds
-    "offline: CIFAR": Case("data", "not found in downloads/ and the download failed", profile="paper"),
-    "offline: ViT-B-32 weights": Case("clip", "clip.pretrained", profile="paper"),
-    "offline: RN50 tower for counting": Case("counting", "tower.pretrained", profile="paper"),
-    "offline: RN50 tower for segment": Case("segment", "tower.pretrained", profile="paper"),
+    # the paper preset offline: each stage that fetches names its own file or key, within seconds (downloads
+    # in the workspace, never the user's ~/.cache/clipprobe, whatever it holds)
+    "offline: CIFAR": Case("data", "not found in downloads/ and the download failed", params=LOCAL, profile="paper"),
+    "offline: ViT-B-32 weights": Case("clip", "clip.pretrained", params=LOCAL, profile="paper"),
+    "offline: RN50 tower for counting": Case("counting", "tower.pretrained", params=LOCAL, profile="paper"),
+    "offline: RN50 tower for segment": Case("segment", "tower.pretrained", params=LOCAL, profile="paper"),
 }  # fmt: skip
 OFFLINE_SECONDS = 10
 

@@ -22,6 +22,7 @@ from helpers import one_line
 from torchvision.datasets.utils import calculate_md5
 
 from clipprobe.contracts import load_meta, load_split
+from clipprobe.data import fetch
 from clipprobe.data.cifar import CIFAR_DATASETS, holdout_val, prepare_cifar
 from clipprobe.errors import ClipprobeError
 
@@ -143,3 +144,25 @@ def test_corrupt_extracted_files_are_reported(tmp_path, monkeypatch):
     with pytest.raises(ClipprobeError) as excinfo:
         prepare_cifar("cifar10", downloads, tmp_path / "data", val_per_class=1, seed=0)
     assert f"delete {downloads / 'cifar-10-batches-py'}/ and rerun" in one_line(excinfo)
+
+
+def test_archive_is_hashed_only_when_the_extracted_files_are_missing(tmp_path, monkeypatch):
+    downloads = tmp_path / "downloads"
+    fake_cifar(monkeypatch, "cifar10", downloads)
+    hashed: list[str] = []
+    real = fetch.file_md5
+    monkeypatch.setattr(fetch, "file_md5", lambda path: hashed.append(Path(path).name) or real(path))
+    prepare_cifar("cifar10", downloads, tmp_path / "a", val_per_class=1, seed=0)
+    assert hashed == ["cifar-10-python.tar.gz"]  # checked once, before extracting it
+    monkeypatch.setattr(fetch, "_hashed", {})  # a later run
+    prepare_cifar("cifar10", downloads, tmp_path / "b", val_per_class=1, seed=0)
+    assert hashed == ["cifar-10-python.tar.gz"]  # the extracted files answer: the archive is not read
+
+
+def test_downloads_path_expands_the_home_folder(tmp_path, monkeypatch):
+    """data.downloads defaults to ~/.cache/clipprobe: `~` is the user's home, not a folder named ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    fake_cifar(monkeypatch, "cifar10", tmp_path / ".cache" / "clipprobe")
+    monkeypatch.chdir(tmp_path)
+    prepare_cifar("cifar10", "~/.cache/clipprobe", tmp_path / "data", val_per_class=1, seed=0, download=False)
+    assert (tmp_path / ".cache" / "clipprobe" / "cifar-10-batches-py").is_dir() and not Path("~").exists()

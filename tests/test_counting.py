@@ -1,9 +1,13 @@
 """Counting and position probes: labels on hand-placed scenes, the frozen pre-pool tower, the stage end to end."""
 
 import copy
+import hashlib
 import json
+import logging
+import os
 import re
 import runpy
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +15,12 @@ import pytest
 import torch
 import yaml
 from fakes import write_fake_clevr
-from helpers import one_line
+from helpers import clear_proxies, one_line, serve_files
 from open_clip.modified_resnet import ModifiedResNet
 from torchvision.datasets import CLEVRClassification
 
 from clipprobe.contracts import Runs, load_arrays, load_meta, load_split
+from clipprobe.data import fetch
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.clevr import prepare_clevr
 from clipprobe.data.shapes import (
@@ -249,6 +254,138 @@ def test_clevr_from_a_fake_archive_offline(tmp_path, monkeypatch):
         ids[name] = set(r.tolist())
         assert (split.counts == 3 + r % 2).all()
     assert not ids["train"] & ids["val"] and len(ids["train"]) == 4 and len(ids["test"]) == 3
+
+
+SIZES = {"train": 4, "val": 2, "test": 3}  # draws from 12 train and 6 val scenes
+
+
+@pytest.fixture
+def fake_zip(tmp_path, monkeypatch) -> Path:
+    """downloads/ holding the fake CLEVR_v1.0.zip, its md5 the one torchvision expects."""
+    downloads = tmp_path / "downloads"
+    monkeypatch.setattr(
+        CLEVRClassification, "_MD5", write_fake_clevr(downloads, {"train": 12, "val": 6, "test": 2})
+    )
+    return downloads
+
+
+@pytest.fixture
+def hashes(monkeypatch) -> list[Path]:
+    """Every file the archive checks hash (data/fetch.py's one hashing function), in order."""
+    seen: list[Path] = []
+    real = fetch.file_md5
+    monkeypatch.setattr(fetch, "file_md5", lambda path: seen.append(Path(path)) or real(path))
+    return seen
+
+
+def _drawn(root: Path) -> dict[str, set[str]]:
+    """The CLEVR file names of the images the store holds, per source split (R = the image's index)."""
+    names: dict[str, set[str]] = {"train": set(), "val": set()}
+    for split in ("train", "val", "test"):
+        source = "val" if split == "test" else "train"
+        for i in load_split(root, "clevr", split).images[:, 8, 12, 0].tolist():
+            names[source].add(f"images/{source}/CLEVR_{source}_{i:06d}.png")
+    return names
+
+
+def _store(root: Path) -> dict[str, np.ndarray]:
+    return {split: load_split(root, "clevr", split).images for split in ("train", "val", "test")}
+
+
+def test_clevr_reads_only_the_drawn_images_from_the_zip_and_hashes_it_once(
+    tmp_path, fake_zip, hashes, monkeypatch
+):
+    read: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def recording_open(self, name, *args, **kwargs):
+        read.append(name if isinstance(name, str) else name.filename)
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
+    prepare_clevr(fake_zip, tmp_path / "a", SIZES, 16, seed=0, download=False)
+    drawn = _drawn(tmp_path / "a")
+    assert sum(map(len, drawn.values())) == 9  # 4 + 2 train draws, 3 val draws, all distinct
+    assert sorted(read) == sorted(
+        ["CLEVR_v1.0/scenes/CLEVR_train_scenes.json", "CLEVR_v1.0/scenes/CLEVR_val_scenes.json"]
+        + [f"CLEVR_v1.0/{name}" for names in drawn.values() for name in names]
+    )  # nothing else: not the other 9 renders, not the test split
+    assert hashes == [fake_zip / "clevr" / "CLEVR_v1.0.zip"]  # once, then stamped
+    assert not (fake_zip / "clevr" / "CLEVR_v1.0").exists()  # nothing extracted
+
+    monkeypatch.setattr(fetch, "_hashed", {})  # a later run (a new process): only the stamp remembers
+    prepare_clevr(fake_zip, tmp_path / "b", SIZES, 16, seed=0, download=False)
+    assert len(hashes) == 1
+    for split, images in _store(tmp_path / "a").items():
+        np.testing.assert_array_equal(images, _store(tmp_path / "b")[split])
+    archive = fake_zip / "clevr" / "CLEVR_v1.0.zip"
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))  # a changed file
+    prepare_clevr(fake_zip, tmp_path / "c", SIZES, 16, seed=0, download=False)
+    assert len(hashes) == 2  # its stamp no longer vouches for it
+
+
+def test_clevr_complete_extraction_is_read_without_touching_the_archive(tmp_path, fake_zip, hashes):
+    prepare_clevr(fake_zip, tmp_path / "from_zip", SIZES, 16, seed=0, download=False)
+    with zipfile.ZipFile(fake_zip / "clevr" / "CLEVR_v1.0.zip") as zf:
+        zf.extractall(fake_zip / "clevr")  # as torchvision extracted it
+    (fake_zip / "clevr" / "CLEVR_v1.0.zip").write_bytes(b"not even a zip")  # never looked at
+    hashes.clear()
+    prepare_clevr(fake_zip, tmp_path / "from_folder", SIZES, 16, seed=0, download=False)
+    assert hashes == []
+    for split, images in _store(tmp_path / "from_zip").items():  # the same seeded draws from either source
+        np.testing.assert_array_equal(images, _store(tmp_path / "from_folder")[split])
+
+
+def test_clevr_partial_extraction_is_one_line_naming_what_is_missing(tmp_path, fake_zip, hashes, caplog):
+    folder = fake_zip / "clevr" / "CLEVR_v1.0"
+    with zipfile.ZipFile(fake_zip / "clevr" / "CLEVR_v1.0.zip") as zf:
+        zf.extractall(fake_zip / "clevr")
+    (folder / "images" / "val" / "CLEVR_val_000004.png").unlink()  # an extraction stopped short
+    lacks = "images/val/ lacks 1 of the 6 images its scenes list: CLEVR_val_000004.png"
+
+    with caplog.at_level(logging.WARNING, logger="clipprobe"):  # the zip is there: read it instead
+        prepare_clevr(fake_zip, tmp_path / "data", SIZES, 16, seed=0, download=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{folder}/ is incomplete ({lacks}); reading CLEVR_v1.0.zip instead"
+    ]
+    assert len(hashes) == 1
+
+    (fake_zip / "clevr" / "CLEVR_v1.0.zip").unlink()
+    with pytest.raises(ClipprobeError) as excinfo:
+        prepare_clevr(fake_zip, tmp_path / "data", SIZES, 16, seed=0, download=False)
+    assert one_line(excinfo).startswith(
+        f"data: CLEVR in {folder}/ is incomplete ({lacks}) and downloading is off; put CLEVR_v1.0.zip (md5 "
+    )
+    scenes = folder / "scenes" / "CLEVR_train_scenes.json"
+    scenes.write_text(scenes.read_text()[:100])  # cut off mid-write
+    with pytest.raises(
+        ClipprobeError, match=r"is incomplete \(scenes/CLEVR_train_scenes.json does not parse"
+    ):
+        prepare_clevr(fake_zip, tmp_path / "data", SIZES, 16, seed=0, download=False)
+
+
+def test_clevr_corrupt_archive_is_hashed_once_and_named(tmp_path, fake_zip, hashes):
+    archive = fake_zip / "clevr" / "CLEVR_v1.0.zip"
+    archive.write_bytes(archive.read_bytes()[:-100])  # a truncated download
+    with pytest.raises(ClipprobeError) as excinfo:
+        prepare_clevr(fake_zip, tmp_path / "data", SIZES, 16, seed=0, download=False)
+    actual = hashlib.md5(archive.read_bytes()).hexdigest()
+    assert f"data: {archive} is corrupt (md5 {actual}, expected " in one_line(excinfo)
+    assert len(hashes) == 1  # the check's hash; the message reuses it
+
+
+def test_clevr_download_resumes_a_partial_archive(tmp_path, fake_zip, hashes, monkeypatch):
+    clear_proxies(monkeypatch)
+    archive = fake_zip / "clevr" / "CLEVR_v1.0.zip"
+    data = archive.read_bytes()
+    archive.unlink()
+    archive.with_name("CLEVR_v1.0.zip.part").write_bytes(data[: len(data) // 2])  # an interrupted download
+    with serve_files({"/clevr/CLEVR_v1.0.zip": data}) as (base, requests):
+        monkeypatch.setattr(CLEVRClassification, "_URL", f"{base}/clevr/CLEVR_v1.0.zip")
+        prepare_clevr(fake_zip, tmp_path / "data", SIZES, 16, seed=0)
+    assert [r.get("Range") for r in requests] == [f"bytes={len(data) // 2}-"]
+    assert archive.read_bytes() == data and not archive.with_name("CLEVR_v1.0.zip.part").exists()
+    assert hashes == []  # the download's own md5, computed as the bytes arrived, verified and stamped it
 
 
 # ---------------------------------------------------------------------------------------------- report

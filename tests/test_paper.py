@@ -24,6 +24,7 @@ TESTS = Path(__file__).resolve().parent
 SMALL = {  # the paper profile's shapes, at sizes a CPU runs in seconds
     "seeds": [0],
     "device": "cpu",
+    "data.downloads": "downloads",  # the fakes, in the test's repo (the default is the user's ~/.cache/clipprobe)
     "data.cifar.val_per_class": 1,
     "data.clevr": {"n_train": 8, "n_val": 4, "n_test": 4, "image_size": 224},
     "embed.batch_size": 64,

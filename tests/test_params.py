@@ -31,12 +31,7 @@ PAPER = {
     "tower.arch": "RN50",
     "tower.pretrained": "openai",
     "tower.size": 224,
-    "counting.count_templates": [
-        "a photo of {}.",
-        "a rendering of {}.",
-        "an image of {}.",
-        "a 3d render of {}.",
-    ],
+    "counting.count_templates": ["a photo of {}."],  # CLIP's prompts.md for CLEVRCounts: its one template
     "counting.count_nouns": ["object", "objects"],
     "counting.number_words": False,
     "counting.position_templates": ["a photo of an object in the {}."],

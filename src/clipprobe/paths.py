@@ -76,11 +76,18 @@ def outputs(stage: str, seed: int | None = None) -> list[Path]:
     }[stage]
 
 
+def downloads_dir(downloads: str | Path) -> Path:
+    """`data.downloads` as a folder, `~` expanded. The default, ~/.cache/clipprobe, lies outside the repo, so
+    every clone and every queued experiment (`dvc exp run --queue` runs in a temporary copy of the workspace,
+    without git-ignored folders) finds the archives and weights one download left there."""
+    return Path(downloads).expanduser()
+
+
 def open_clip_cache(downloads: str | Path) -> Path:
     """Where open_clip keeps downloaded CLIP weights (the paper preset's ViT-B-32 and RN50)."""
-    return Path(downloads) / "open_clip"
+    return downloads_dir(downloads) / "open_clip"
 
 
 def torchvision_cache(downloads: str | Path) -> Path:
     """Where torchvision keeps downloaded ImageNet weights (UNet11's VGG11 encoder)."""
-    return Path(downloads) / "torchvision"
+    return downloads_dir(downloads) / "torchvision"

@@ -12,11 +12,11 @@ from typing import Literal
 
 import numpy as np
 from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import calculate_md5, check_integrity
 
-from clipprobe.data.fetch import fetch, short_error
+from clipprobe.data.fetch import archive_intact, archive_md5, fetch, short_error
 from clipprobe.data.store import DatasetMeta, Split, save_dataset
 from clipprobe.errors import ClipprobeError
+from clipprobe.paths import downloads_dir
 
 _logger = logging.getLogger(__name__)
 
@@ -35,13 +35,14 @@ def prepare_cifar(
     """Fetch CIFAR-10/100 into ``downloads`` and write it as ``root/<name>`` with splits train, val and test.
 
     ``download=False`` never touches the network: it uses the extracted files or the archive already in
-    ``downloads``. Returns the dataset folder.
+    ``downloads``. The archive is hashed only when the extracted files are missing or fail torchvision's
+    checks. Returns the dataset folder.
     """
     if name not in CIFAR_DATASETS:
         raise ClipprobeError(f"data: unknown CIFAR dataset {name!r}; choose one of {sorted(CIFAR_DATASETS)}")
     if val_per_class < 0:
         raise ClipprobeError(f"data.cifar.val_per_class: must be >= 0 (got {val_per_class})")
-    downloads = Path(downloads)
+    downloads = downloads_dir(downloads)
     official_train = _load(name, downloads, train=True, download=download)
     labels = np.asarray(official_train.targets, dtype=np.int64)
     train_idx, val_idx = holdout_val(labels, len(official_train.classes), val_per_class, seed)
@@ -98,8 +99,8 @@ def _load(name: str, downloads: Path, train: bool, download: bool) -> CIFAR10:
     archive = downloads / cls.filename
     return fetch(
         lambda get: cls(root=downloads, train=train, download=get),
-        archive_intact=check_integrity(archive, cls.tgz_md5),
-        url=cls.url,
+        archive_intact=lambda: archive_intact(archive, cls.tgz_md5),
+        urls=[cls.url],
         download=download,
         failure=lambda err, tried: _fetch_failure(name, archive, err, tried),
     )
@@ -113,7 +114,7 @@ def _fetch_failure(name: str, archive: Path, err: BaseException | None, download
             f"data: {title} not found in {folder}/ and {why}; "
             f"put {cls.filename} (md5 {cls.tgz_md5}) from {cls.url} into {folder}/"
         )
-    md5 = calculate_md5(archive)
+    md5 = archive_md5(archive, cls.tgz_md5)
     if md5 != cls.tgz_md5:
         return (
             f"data: {archive} is corrupt (md5 {md5}, expected {cls.tgz_md5}) and {why}; "

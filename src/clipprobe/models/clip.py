@@ -194,7 +194,7 @@ def _fetch_tag(arch: str, tag: str, cache_dir: str | None, key: str) -> None:
         return
     except (OSError, RuntimeError, ValueError):  # not cached (hf_hub raises a LocalEntryNotFoundError)
         pass
-    host = "https://huggingface.co" if cfg.get("hf_hub") else cfg["url"]
+    host = _hub_endpoint() if cfg.get("hf_hub") else cfg["url"]  # probe the host the download will use
     try:
         if not reachable(host):
             raise OSError(f"{host} unreachable")
@@ -226,6 +226,13 @@ def _hub_offline(offline: bool) -> Iterator[None]:
         hub.HF_HUB_OFFLINE = before
 
 
+def _hub_endpoint() -> str:
+    """Where huggingface_hub downloads from: HF_ENDPOINT (a mirror) when set, else https://huggingface.co."""
+    import huggingface_hub.constants as hub
+
+    return hub.ENDPOINT
+
+
 def _weights_source(cfg: dict) -> str:
     """Where a tag's weights live, as a person would download them (the files open_clip itself tries)."""
     hub = cfg.get("hf_hub", "")
@@ -233,7 +240,7 @@ def _weights_source(cfg: dict) -> str:
         return cfg["url"]
     repo, filename = hub.rsplit("/", 1)  # 'org/name/' (default files) or 'org/name/file.pt'
     files = filename or "open_clip_model.safetensors (or open_clip_pytorch_model.bin)"
-    return f"{files} from https://huggingface.co/{repo}"
+    return f"{files} from {_hub_endpoint()}/{repo}"
 
 
 def _load_checkpoint_file(arch: str, path: Path, key: str) -> open_clip.CLIP:

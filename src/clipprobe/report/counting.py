@@ -112,14 +112,16 @@ def render(params: Params, out_dir: Path) -> str:
     _figure(summary, tasks, out_dir / FIGURE)
     cfg = params.counting
     first = context[tasks[0]]
-    prompts = f"{len(cfg.count_templates)} count prompt phrasings" + (
-        f" and {len(cfg.position_templates)} position phrasings" if "position" in tasks else ""
-    )
+    phrasings = {"count prompt": len(cfg.count_templates)}
+    if "position" in tasks:
+        phrasings["position"] = len(cfg.position_templates)
+    prompts = " and ".join(f"{n} {what} phrasing{'s' if n > 1 else ''}" for what, n in phrasings.items())
+    prompts += ", ensembled" if max(phrasings.values()) > 1 else ""  # CLEVR: CLIP's one prompt
     lines = [
         "## Counting and position: what the attention pool discards",
         "",
         f"On `{params.data.counting}`, the {' and the '.join(TASKS.get(t, t) for t in tasks)} are read out four ways "
-        f"from the frozen ResNet tower of {tower_label(params)}: zero-shot with {prompts}, ensembled; logistic "
+        f"from the frozen ResNet tower of {tower_label(params)}: zero-shot with {prompts}; logistic "
         "regression on the pooled embedding (`encode_image`); logistic regression on the map the attention pool "
         f"reads, average-pooled to {cfg.prepool_grid}x{cfg.prepool_grid} cells ({first['prepool_dim']:.0f} "
         "features); and the majority class of train. Both probes take features from one pass through the same "
