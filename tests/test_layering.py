@@ -26,7 +26,7 @@ LAYERS = [  # bottom first; a module belongs to the first entry that is it or on
     ("features",),
     ("params", "profiles"),
     ("probes", "decoders"),
-    ("summary", "report", "fingerprint", "cpu.__main__"),
+    ("summary", "report", "fingerprint", "experiments", "cpu.__main__"),
 ]
 
 
