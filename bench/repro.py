@@ -39,6 +39,25 @@ def _stage_order(repo: Path) -> list[str]:
     return list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
 
 
+def pipeline_copy(repo: Path, seeds: list[int] | None = None) -> None:
+    """A fresh git + DVC repo at `repo` holding the pipeline (dvc.yaml, params.yaml, stages/, src/, docs/'s
+    verdicts), with `seeds` as its training seeds when given: no DVC cache, no run-cache."""
+    repo.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", "stages", "src", "docs/verdicts.json"):
+        source, target = ROOT / name, repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, target)
+    if seeds:
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        (repo / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": seeds}, sort_keys=False))
+    dvc = [sys.executable, "-m", "dvc"]
+    for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "config", "core.analytics", "false"]):
+        _run(cmd, repo)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,20 +66,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: params.yaml's)")
     args = parser.parse_args()
     repo = args.keep or Path(tempfile.mkdtemp(prefix="clipprobe-repro-")) / "repo"
-    repo.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml", "stages", "src"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, repo / name)
-    if args.seeds:
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        (repo / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": args.seeds}, sort_keys=False))
+    pipeline_copy(repo, args.seeds)
     dvc = [sys.executable, "-m", "dvc"]
-    for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "config", "core.analytics", "false"]):
-        _run(cmd, repo)
-
     rows = [(stage, _run([*dvc, "repro", "-s", stage], repo)) for stage in _stage_order(repo)]
     total = sum(seconds for _, seconds in rows)
     noop = _run([*dvc, "repro"], repo)

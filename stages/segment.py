@@ -25,7 +25,9 @@ def main(seed: int) -> None:
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     splits = load_first(params.data.root, dataset, sizes, "segment")
     weights_dir = paths.torchvision_cache(params.data.downloads)
-    inputs = segment.Inputs(clip, splits, class_names, dataset, params.tower.size, weights_dir, seed, device)
+    inputs = segment.Inputs(
+        clip, splits, class_names, dataset, params.tower.size, weights_dir, seed, params.plateau, device
+    )
     write_result(paths.run_dir(seed), "segment", segment.evaluate(inputs, cfg))
 
 

@@ -19,7 +19,7 @@ def main(seed: int) -> None:
     splits = load_first(params.data.root, params.data.vqvae, sizes, "vqvae")
     clip_dir = paths.clip_dir(seed)
     clip, _ = tower_clip(params.tower, clip_dir=clip_dir, downloads=params.data.downloads, device=device)
-    result = vqvae.evaluate(vqvae.Inputs(clip, splits, params.tower.size, seed, device), cfg)
+    result = vqvae.evaluate(vqvae.Inputs(clip, splits, params.tower.size, seed, params.plateau, device), cfg)
     write_result(paths.run_dir(seed), "vqvae", result)
 
 

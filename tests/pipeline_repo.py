@@ -40,14 +40,14 @@ TINY = {
     "vqvae.n_train": 96,
     "vqvae.n_val": 32,
     "vqvae.n_test": 32,
-    "vqvae.epochs": 1,
+    "vqvae.max_epochs": 1,
     "vqvae.hidden": 16,
     "vqvae.code_dim": 16,
     "vqvae.codebook_size": 64,
     "segment.n_train": 96,
     "segment.n_val": 32,
     "segment.n_test": 32,
-    "segment.epochs": 1,
+    "segment.max_epochs": 1,
     "segment.unet_width_div": 8,
 }
 
@@ -98,8 +98,9 @@ def make_repo(
     default plus the profile `base` (conf/profile/<base>.yaml, e.g. "paper") plus `overrides` (dotted keys);
     committed, reproduced (in `env`) and committed again when `repro`. `extra` copies more files in
     (repo-relative name -> source)."""
-    for name in ("dvc.yaml", "stages", "src", "conf"):
+    for name in ("dvc.yaml", "stages", "src", "conf", "docs/verdicts.json"):
         source = ROOT / name
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:

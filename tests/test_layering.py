@@ -20,6 +20,7 @@ LAYERS = [  # bottom first; a module belongs to the first entry that is it or on
         "experiment",
         "cpu",
         "gpus",
+        "plateau",
     ),
     ("runtime", "cpu.sqrt", "preprocess", "templates", "data", "contracts", "models.registry"),
     ("models",),

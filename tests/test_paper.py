@@ -38,11 +38,11 @@ SMALL = {  # the paper profile's shapes, at sizes a CPU runs in seconds
     "counting.Cs": [1.0],
     "counting.max_iter": 10,
     "counting.batch_size": 8,
-    "vqvae": {"n_train": 16, "n_val": 8, "n_test": 8, "epochs": 1, "batch_size": 8, "samples": 4},
+    "vqvae": {"n_train": 16, "n_val": 8, "n_test": 8, "max_epochs": 1, "batch_size": 8, "samples": 4},
     "vqvae.hidden": 16,
     "vqvae.code_dim": 16,
     "vqvae.codebook_size": 32,
-    "segment": {"n_train": 6, "n_val": 3, "n_test": 3, "epochs": 1, "batch_size": 3, "overlays": 2},
+    "segment": {"n_train": 6, "n_val": 3, "n_test": 3, "max_epochs": 1, "batch_size": 3, "overlays": 2},
 }
 STAGES = ("data", "clip@0", "embed@0", "probe@0", "fewshot@0", "counting@0", "vqvae@0", "segment@0")
 

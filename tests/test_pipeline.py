@@ -63,8 +63,10 @@ def test_scalar_shots_experiment_changes_only_fewshot_metrics(repo):
     _dvc("exp", "run", "-S", "shots=4", cwd=repo)
     diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))
     assert diff and all(path.startswith("metrics/fewshot_") for path in diff), sorted(diff)
-    assert diff["metrics/fewshot_1shot_random.json"]["acc1"]["new"] is None  # that figure is gone
-    assert (repo / "metrics/fewshot_4shot_random.json").is_file()
+    # the same files under the same names: the fewest-shot figures are now at 4 shots
+    assert diff["metrics/fewshot_fewest_random.json"]["shots"] == {"old": 1, "new": 4, "diff": 3}
+    committed = _run("git", "ls-files", "metrics", cwd=repo).split()
+    assert sorted(f"metrics/{p.name}" for p in (repo / "metrics").iterdir()) == sorted(committed)
     plots = json.loads(_dvc("plots", "diff", "--json", cwd=repo))["data"]
     assert "plots/fewshot_acc.csv" in plots, f"no few-shot plot in dvc plots diff: {sorted(plots)}"
     (fewshot,) = plots["plots/fewshot_acc.csv"]

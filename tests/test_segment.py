@@ -20,6 +20,7 @@ from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.data.store import IGNORE, Split
+from clipprobe.plateau import PlateauRule
 from clipprobe.decoders.seg_metrics import confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import (
     IMAGENET_MEAN,
@@ -44,6 +45,8 @@ from clipprobe.summary import segment as summary_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
+
+ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, lr_decay=0.1, max_epochs=1)
 
 
 def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -159,7 +162,7 @@ def test_training_never_touches_the_frozen_tower(tiny):
     decoder = _models(tiny, ["clip"], 128, 64, width_div=8)["clip"]
     start = [p.clone() for p in decoder.parameters()]
     feeds = model_inputs("clip", features, {}, CPU)
-    trained = train(decoder, feeds, masks, ["a", "b", "c"], Recipe(1, 8, 1e-3, 0))
+    trained = train(decoder, feeds, masks, ["a", "b", "c"], Recipe(ONE_EPOCH, 8, 1e-3, 0))
     assert any(not torch.equal(a, b) for a, b in zip(start, trained.model.parameters(), strict=True))
     after = tiny.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -168,7 +171,7 @@ def test_training_never_touches_the_frozen_tower(tiny):
     assert torch.equal(again["train"]["clip"], features["train"]["clip"])
     # same seed, same data: the same curves, bit for bit
     decoder = _models(tiny, ["clip"], 128, 64, width_div=8)["clip"]
-    repeat = train(decoder, feeds, masks, ["a", "b", "c"], Recipe(1, 8, 1e-3, 0))
+    repeat = train(decoder, feeds, masks, ["a", "b", "c"], Recipe(ONE_EPOCH, 8, 1e-3, 0))
     assert repeat.curves == trained.curves and trained.best_epoch == 1
 
 
@@ -318,7 +321,7 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
             "n_train": 48,
             "n_val": 16,
             "n_test": 16,
-            "epochs": 2,
+            "max_epochs": 2,
             "batch_size": 16,
             "unet_width_div": 8,
             "overlays": 3,
@@ -345,11 +348,8 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
         assert {key.split(".")[2] for key in metrics if key.startswith(f"{name}.iou.")} <= classes
     assert metrics["majority.class_index"] == 0.0  # background covers most pixels
     curves = pd.read_csv(tmp_path / "runs/seed0/segment_curves.csv")
-    assert (
-        list(curves["epoch"]) == [1, 2]
-        and "pooled_val_miou" in curves
-        and "unet11_scratch_train_loss" in curves
-    )
+    assert list(curves.columns) == ["model", "epoch", "train_loss", "val_loss", "val_miou"]
+    assert set(curves["model"]) == {"clip", "pooled", "unet11_scratch"} and set(curves["epoch"]) <= {1, 2}
     overlays = load_arrays(tmp_path / "runs/seed0/segment_overlays", "segment")
     assert overlays["images"].shape == (3, 64, 64, 3) and overlays["pred_clip"].shape == (3, 64, 64)
     assert overlays["map_shape"].tolist() == [512, 4, 4] and overlays["class_names"][0] == "background"
@@ -387,28 +387,25 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
 )  # fmt: skip
 def test_verdict_follows_the_claims_over_seeds(clip, pooled, majority, unet, verdict, tmp_path, monkeypatch):
     from clipprobe.report.markdown import Summary
-    from clipprobe.report.segment import _verdict
+    from clipprobe.report.segment import _label, _verdict
 
     monkeypatch.chdir(tmp_path)
     for seed in range(3):
         scores = {"clip": clip, "pooled": pooled, "unet11_scratch": unet, "majority": majority}
-        metrics = {name: {"miou": v[seed], "pixel_acc": 0.8, "iou": {}, "best_epoch": 1.0, "trainable_params": 1.0}
+        metrics = {name: {"miou": v[seed], "pixel_acc": 0.8, "iou": {}, "best_epoch": 1.0, "epochs": 1.0,
+                          "capped": 0.0, "trainable_params": 1.0}
                    for name, v in scores.items()}  # fmt: skip
         write_json(tmp_path / f"runs/seed{seed}/segment.json", flatten(metrics))
-        columns = [
-            f"{name}_{part}"
+        rows = [
+            {"model": name, "epoch": 1, "train_loss": 0.5, "val_loss": 0.5, "val_miou": 0.5}
             for name in scores
-            if name != "majority"
-            for part in ("val_loss", "train_loss", "val_miou")
         ]
-        write_csv(
-            tmp_path / f"runs/seed{seed}/segment_curves.csv",
-            [dict.fromkeys(columns, 0.5) | {"epoch": 1}],
-            ["epoch", *columns],
-        )
+        write_csv(tmp_path / f"runs/seed{seed}/segment_curves.csv", rows[:-1], list(rows[0]))
     write_json(
         tmp_path / "results/summary.json", {"seeds": [0, 1, 2], "segment": summary_segment(Runs([0, 1, 2]))}
     )
     text = _verdict(Summary(), ["clip", "pooled", "unet11_scratch"])
     assert verdict in text
-    assert "UNet11, VGG11 from scratch" in text and text.endswith("seeds), trained with the same recipe.")
+    assert "UNet11, VGG11 from scratch" in text and "seeds), trained with the same recipe." in text
+    if pooled == majority:  # a model at the majority level is stated as a finding
+        assert text.endswith(f"**Not above the majority class** beyond noise, at its plateau: {_label('pooled')}.")

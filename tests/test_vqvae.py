@@ -15,6 +15,7 @@ from clipprobe.contracts import load_first
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.decoders import vqvae_train
+from clipprobe.plateau import PlateauRule
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
 from clipprobe.errors import ClipprobeError
 from clipprobe.features.tower import FrozenTower, frozen_features, random_tower
@@ -117,7 +118,7 @@ def test_training_through_the_tower_changes_no_clip_weight_or_batchnorm_statisti
     head_before = vq.encoder[1].proj.weight.clone()
     vqvae_train.train_vqvae(
         vq, vqvae_train.Pairs(images, torch.rand(8, 3, 32, 32)), vqvae_train.Pairs(images[:4], torch.rand(4, 3, 32, 32)),
-        epochs=2, batch_size=4, lr=1e-2, seed=0, device=CPU, desc="test",
+        rule=PlateauRule(1, 0.01, 0.1, max_epochs=2), batch_size=4, lr=1e-2, seed=0, device=CPU, desc="test",
     )  # fmt: skip
     assert not torch.equal(vq.encoder[1].proj.weight, head_before)  # the 1x1 conv did train
     after = tower.state_dict()
@@ -144,7 +145,7 @@ def test_random_tower_is_recalibrated_and_leaves_the_model_alone(tiny):
 def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny, default_raw):
     raw = copy.deepcopy(default_raw)
     raw["device"] = "cpu"
-    raw["vqvae"].update({"n_train": 48, "n_val": 16, "n_test": 16, "epochs": 2, "batch_size": 16,
+    raw["vqvae"].update({"n_train": 48, "n_val": 16, "n_test": 16, "max_epochs": 2, "batch_size": 16,
                          "codebook_size": 32, "hidden": 16, "code_dim": 8, "samples": 4})  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     generate_shapes_dataset(tmp_path / "data", 64, {"pretrain": 1, "train": 48, "val": 16, "test": 16},
@@ -160,7 +161,8 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny,
     samples = {p.stem: np.load(p) for p in (tmp_path / "runs/seed0/vqvae_samples").glob("*.npy")}
     assert {a.shape for a in samples.values()} == {(4, 32, 32, 3)}  # every row at the scoring resolution
     header = (tmp_path / "runs/seed0/vqvae_curves.csv").read_text().splitlines()[0].split(",")
-    assert header[:3] == ["epoch", "plain_train_recon", "plain_val_recon"]
+    assert header[:4] == ["model", "epoch", "train_recon", "val_recon"]
+    assert metrics["plain.epochs"] <= 2 and 1 <= metrics["plain.best_epoch"] <= metrics["plain.epochs"]
 
     raw["vqvae"]["n_test"] = 17
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))

@@ -451,9 +451,10 @@ def load_hits(
     return hits
 
 
-def read_csv(path: str | Path, stage: str, columns: Sequence[str]) -> Any:
-    """A per-seed CSV (pandas DataFrame) holding `columns`, every cell a finite number (a NaN would drop a
-    seed from a mean over seeds without a word; a word would be copied into plots/)."""
+def read_csv(path: str | Path, stage: str, columns: Sequence[str], labels: Sequence[str] = ()) -> Any:
+    """A per-seed CSV (pandas DataFrame) holding `columns`, every cell a finite number but in the `labels`
+    columns, which name a series (a NaN would drop a seed from a mean over seeds without a word; a word
+    would be copied into plots/)."""
     import pandas as pd
 
     path = _existing(path, stage)
@@ -464,7 +465,13 @@ def read_csv(path: str | Path, stage: str, columns: Sequence[str]) -> Any:
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise problem(path, f"columns {', '.join(columns)}", f"no {', '.join(missing)}", stage)
-    for column in frame.columns:
+    for column in labels:
+        if frame[column].isna().any():
+            row = int(np.flatnonzero(frame[column].isna())[0])
+            raise problem(
+                path, f"a name in every cell of column {column}", f"an empty cell in row {row + 1}", stage
+            )
+    for column in (column for column in frame.columns if column not in labels):
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
         if bad.any():
@@ -501,8 +508,16 @@ class Runs:
     def arrays(self, name: str) -> list[dict[str, np.ndarray]]:
         return [load_arrays(getattr(run, name), self.writer(name)) for run in self.runs]
 
-    def csv(self, name: str, columns: Sequence[str]) -> list[Any]:
-        return [read_csv(getattr(run, name), self.writer(name), columns) for run in self.runs]
+    def csv(self, name: str, columns: Sequence[str], labels: Sequence[str] = ()) -> list[Any]:
+        return [read_csv(getattr(run, name), self.writer(name), columns, labels) for run in self.runs]
+
+
+def read_stability() -> dict:
+    """docs/verdicts.json (bench/verdicts.py): {"perturbation": str, "claims": {"<exp>/<claim>": {"committed",
+    "perturbed"}}}; {} when it is absent (the report then marks no claim)."""
+    if not paths.VERDICTS.exists():
+        return {}
+    return read_json(paths.VERDICTS, "report", ["perturbation", "claims"])
 
 
 def read_summary() -> dict:

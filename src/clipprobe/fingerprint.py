@@ -20,6 +20,7 @@ import clipprobe
 from clipprobe.cpu import NATIVE, describe_cpu
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes
+from clipprobe.plateau import PlateauRule
 from clipprobe.decoders.segment_models import build_models as build_segmenters
 from clipprobe.decoders.segment_train import Recipe
 from clipprobe.decoders.segment_train import train as train_segmenter
@@ -43,8 +44,8 @@ GOLDEN = {
     "frozen tower": "2baad3430dc6cb900c2b9d78b6931910ce1aba69947beab99d228a0fc00b4c98",
     "few-shot heads": "59d4456d48cae881fd895476a5c10370680036bf85ffd318c532547419416679",
     "logistic regression": "643d213dd3c04717b2e3c67469c7cf9fb4af084fef27cbd1626a54851830ad92",
-    "vq-vae": "e2c1dab13fa263b099fe7c6d518f8ff95dc948cb8e2e5000bb6e6c63ca62254a",
-    "segmentation": "fbc69a96377cc3b6ea9e977571472367508a9da4c95878ce8013d1ca74b1ee58",
+    "vq-vae": "0bf5729832d8ab0ad3e6766f2af7f6d97eec4898f3b140f2c6ea8b03d958b725",
+    "segmentation": "44d9ce14b2ea8951c2026ad491ece92456824115d6d18c5ce04b7796c1971546",
 }
 
 CPU = torch.device("cpu")
@@ -63,8 +64,9 @@ TINY_FEWSHOT = {
     "gda": {"alphas": [0.0, 0.01, 1.0]},
     "modes": {"attributes": [], "shots": [2], "draws": 2, "epochs": 2},
 }
+ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, lr_decay=0.1, max_epochs=1)
 TINY_VQVAE = {
-    "n_train": 16, "n_val": 8, "n_test": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3, "image_size": 32,
+    "n_train": 16, "n_val": 8, "n_test": 8, "max_epochs": 1, "batch_size": 8, "lr": 1e-3, "image_size": 32,
     "hidden": 16, "code_dim": 16, "codebook_size": 32, "commitment": 0.25, "decay": 0.99, "samples": 2,
 }  # fmt: skip
 
@@ -144,7 +146,9 @@ class _Loops:
             torch.manual_seed(0)
             model = build_vqvae(kind, cfg, {"clip": inputs}, grid=4)
             train, val = Pairs(inputs[:16], pixels[:16]), Pairs(inputs[16:], pixels[16:])
-            train_vqvae(model, train, val, epochs=1, batch_size=8, lr=1e-3, seed=0, device=CPU, desc=kind)
+            train_vqvae(
+                model, train, val, rule=ONE_EPOCH, batch_size=8, lr=1e-3, seed=0, device=CPU, desc=kind
+            )
             out.extend(model.state_dict().values())
         return out
 
@@ -152,7 +156,7 @@ class _Loops:
         masks = torch.from_numpy(self.data.masks[:24].astype("uint8"))
         images = torch.from_numpy(np.array(self.data.images[:24]))
         names = [f"shape {k}" for k in range(int(masks.max()) + 1)]
-        recipe = Recipe(epochs=1, batch_size=8, lr=3e-3, seed=0)
+        recipe = Recipe(ONE_EPOCH, batch_size=8, lr=3e-3, seed=0)
         models = build_segmenters(
             ["clip", "unet11_scratch"], self.model, tower_size=128, image_size=64, n_classes=len(names),
             width_div=8, weights_dir="", seed=0, device=CPU,

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from clipprobe.plateau import PlateauRule
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.registry import TINY_ARCHS, has_attnpool_map, list_archs
 from clipprobe.readouts import FEWSHOT_METHODS
@@ -247,11 +248,20 @@ class CountingParams(_Group):
         return templates
 
 
+class PlateauParams(_Group):
+    patience: PositiveInt
+    tolerance: Annotated[float, Field(ge=0, lt=1)]
+    lr_decay: Annotated[float, Field(gt=0, le=1)]
+
+    def rule(self, max_epochs: int) -> PlateauRule:
+        return PlateauRule(self.patience, self.tolerance, self.lr_decay, max_epochs)
+
+
 class _DecoderData(_Group):
     n_train: PositiveInt
     n_val: PositiveInt
     n_test: PositiveInt
-    epochs: PositiveInt
+    max_epochs: PositiveInt
     batch_size: PositiveInt
     lr: PositiveFloat
 
@@ -293,6 +303,7 @@ class Params(_Group):
     probe: ProbeParams
     tower: TowerParams
     counting: CountingParams
+    plateau: PlateauParams
     vqvae: VqvaeParams
     segment: SegmentParams
     shots: tuple[int, ...]

@@ -17,6 +17,7 @@ SUMMARY = (
 )  # every figure over seeds: per-seed values, means, intervals, claims, curves
 PLOTS = Path("plots")  # CSVs of DVC's plots, over seeds (the summary stage)
 REPORTS = Path("reports")
+VERDICTS = Path("docs/verdicts.json")  # bench/verdicts.py: each claim's verdict under a perturbation
 
 
 def clip_dir(seed: int) -> Path:

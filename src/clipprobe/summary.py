@@ -283,9 +283,9 @@ def vqvae(runs: Runs) -> dict:
             name: [m[f"{name}.report_total_loss"] for m in metrics] for name in VQVAE_MODELS
         },
     }
-    columns = [f"{name}_val_recon" for name in VQVAE_MODELS]
-    curves = mean_frame(runs.csv("vqvae_curves", ["epoch", *columns]), "epoch", columns)
-    return {"figures": figures, "claims": claims, "context": context, "curves": {"epochs": _columns(curves)}}
+    context.update(_plateau_context(metrics, VQVAE_MODELS))
+    curves = seed_curves(runs, "vqvae_curves", ["train_recon", "val_recon"])
+    return {"figures": figures, "claims": claims, "context": context, "curves": {"runs": _columns(curves)}}
 
 
 def segment(runs: Runs) -> dict:
@@ -308,12 +308,31 @@ def segment(runs: Runs) -> dict:
     )
     context = {
         "models": models,
-        "best_epoch": {name: [m[f"{name}.best_epoch"] for m in metrics] for name in models},
         "trainable_params": {name: metrics[0][f"{name}.trainable_params"] for name in models},
+        **_plateau_context(metrics, models),
     }
-    columns = [f"{name}_{part}" for name in models for part in ("val_loss", "train_loss", "val_miou")]
-    curves = mean_frame(runs.csv("segment_curves", ["epoch", *columns]), "epoch", columns)
-    return {"figures": figures, "claims": claims, "context": context, "curves": {"epochs": _columns(curves)}}
+    curves = seed_curves(runs, "segment_curves", ["train_loss", "val_loss", "val_miou"])
+    return {"figures": figures, "claims": claims, "context": context, "curves": {"runs": _columns(curves)}}
+
+
+def _plateau_context(metrics: Sequence[dict], models: Sequence[str]) -> dict:
+    """Per model, one value per seed: epochs trained, the epoch kept, whether the cap stopped it."""
+    return {
+        key: {name: [m[f"{name}.{key}"] for m in metrics] for name in models}
+        for key in ("epochs", "best_epoch", "capped")
+    }
+
+
+def seed_curves(runs: Runs, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Every seed's per-model curves in one long table: seed, model, epoch, `columns` (decoders stop at
+    their own plateau, so curves differ in length and are not averaged over seeds)."""
+    frames = runs.csv(name, ["model", "epoch", *columns], labels=["model"])
+    return pd.concat(
+        [
+            frame[["model", "epoch", *columns]].assign(seed=seed)
+            for seed, frame in zip(runs.seeds, frames, strict=True)
+        ]
+    )[["seed", "model", "epoch", *columns]].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -412,7 +431,7 @@ def _long(wide: pd.DataFrame, x: str, value: str, suffix: str = "") -> pd.DataFr
 
 def plot_tables(summary: dict, shots: Sequence[int], methods: Sequence[str]) -> dict[str, pd.DataFrame]:
     """The CSVs under plots/ that dvc.yaml declares, long: x, series, value; from the summary's means over
-    seeds, but for the pretraining loss: one series per seed."""
+    seeds, but for the pretraining loss and the decoders' curves: one series per seed."""
     fewshot_ = summary["fewshot"]["figures"]
     acc = pd.DataFrame(
         [
@@ -424,16 +443,21 @@ def plot_tables(summary: dict, shots: Sequence[int], methods: Sequence[str]) -> 
     pretrain = {seed: pd.DataFrame(curves) for seed, curves in summary["pretrain"]["curves"].items()}
     first = next(iter(pretrain.values()))
     losses = [first[["step"]]] + [frame["loss"].round(6).rename(f"seed {s}") for s, frame in pretrain.items()]
-    vqvae_curves = pd.DataFrame(summary["vqvae"]["curves"]["epochs"])
-    segment_curves = pd.DataFrame(summary["segment"]["curves"]["epochs"])
-    val_miou = ["epoch", *(c for c in segment_curves.columns if c.endswith("_val_miou"))]
     return {
         "clip_pretrain.csv": _long(pd.concat(losses, axis=1), "step", "loss"),
         "fewshot_acc.csv": _long(acc, "shots", "acc1"),
         "fewshot_curves.csv": _long(pd.DataFrame(summary["fewshot"]["curves"]["epochs"]), "epoch", "acc1"),
-        "vqvae_curves.csv": _long(vqvae_curves, "epoch", "val_recon", "_val_recon"),
-        "segment_curves.csv": _long(segment_curves[val_miou], "epoch", "val_miou", "_val_miou"),
+        "vqvae_curves.csv": _per_seed_series(summary["vqvae"]["curves"]["runs"], "val_recon"),
+        "segment_curves.csv": _per_seed_series(summary["segment"]["curves"]["runs"], "val_miou"),
     }
+
+
+def _per_seed_series(curves: dict, value: str) -> pd.DataFrame:
+    """epoch, series ("<model> seed <s>"), `value`: one line per model and seed."""
+    frame = pd.DataFrame(curves)
+    series = frame["model"] + " seed " + frame["seed"].astype(str)
+    long = pd.DataFrame({"epoch": frame["epoch"], "series": series, value: frame[value].round(6)})
+    return long.sort_values(["series", "epoch"], kind="stable").reset_index(drop=True)
 
 
 def write_plot_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:

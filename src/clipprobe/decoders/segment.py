@@ -14,10 +14,10 @@ import torch
 
 from clipprobe.data.store import Split
 from clipprobe.decoders.segment_models import build_models, check_widths, model_names
-from clipprobe.decoders.segment_train import Recipe, check_masks, compare, curve_columns
+from clipprobe.decoders.segment_train import CURVE_COLUMNS, Recipe, check_masks, compare
 from clipprobe.experiment import Result, Table, flatten
 from clipprobe.features.tower import frozen_features
-from clipprobe.params import SegmentParams
+from clipprobe.params import PlateauParams, SegmentParams
 
 _logger = logging.getLogger(__name__)
 
@@ -34,12 +34,14 @@ class Inputs:
     tower_size: int  # params.yaml tower.size
     weights_dir: Path  # torchvision's cache of ImageNet VGG11 weights
     seed: int  # every model's init and the batch order
+    plateau: PlateauParams  # params.yaml plateau: when a model has learnt what it can
     device: torch.device
 
 
 def evaluate(inputs: Inputs, cfg: SegmentParams) -> Result:
-    """figures: per model `miou`, `pixel_acc`, `iou.<class>`, `test_loss`, `best_epoch`, `trainable_params`,
-    and the majority baseline; curves: `curves` (per epoch); arrays: `overlays` (the mask-overlay figure).
+    """figures: per model `miou`, `pixel_acc`, `iou.<class>`, `test_loss`, `best_epoch`, `epochs`, `capped`,
+    `trainable_params`,
+    and the majority baseline; curves: `curves` (per model and epoch); arrays: `overlays` (the mask-overlay figure).
     Call `torch.set_flush_denormal(True)` first, before any parallel region (the segment stage does): barely
     trained decoders produce denormal gradients, which slow CPU convolutions."""
     splits, device = inputs.splits, inputs.device
@@ -73,13 +75,13 @@ def evaluate(inputs: Inputs, cfg: SegmentParams) -> Result:
         time.perf_counter() - start,
         tuple(features["train"]["clip"].shape[1:]),
     )
-    recipe = Recipe(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=inputs.seed)
+    recipe = Recipe(inputs.plateau.rule(cfg.max_epochs), cfg.batch_size, cfg.lr, inputs.seed)
     result = compare(models, features, images, masks, inputs.class_names, recipe, cfg.overlays)
     for name, scores in result.metrics.items():
         took = f" ({result.seconds[name]:.1f} s)" if name in result.seconds else ""
         _logger.info("%s: test mIoU %.3f, pixel acc %.3f%s", name, scores["miou"], scores["pixel_acc"], took)
     return Result(
         flatten(result.metrics),
-        curves={"curves": Table(curve_columns(list(models)), result.curves)},
+        curves={"curves": Table(CURVE_COLUMNS, result.curves)},
         arrays={"overlays": result.overlays},
     )

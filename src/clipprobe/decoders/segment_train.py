@@ -1,14 +1,17 @@
 """Train every segmentation model the same way and score it on the held-out split.
 
-Every model gets the same recipe: cross-entropy (IGNORE pixels skipped), Adam at `lr`, `epochs` passes over
-train in the same seeded batch order. After each epoch the val loss and val mIoU are measured; the weights
-kept are those of the epoch with the best val mIoU (ties: the earlier), and only they are scored on test. The
-feature decoders train on the cached frozen-tower outputs, so the tower never runs (nor changes) here.
+Every model gets the same recipe: cross-entropy weighted by inverse train-pixel frequency per class (so
+painting the background everywhere is no minimum; IGNORE pixels skipped), Adam at `lr` with the plateau
+rule's warm-up and decay, the same seeded batch order, until val mIoU stops improving (`plateau`). The
+weights kept are those of the epoch with the best val mIoU (ties: the earlier), and only they are scored on
+test. The feature decoders train on the cached frozen-tower outputs, so the tower never runs (nor changes)
+here.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipprobe.decoders.batches import batch_rows
+from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import FEATURE_MODELS
 from clipprobe.errors import ClipprobeError
@@ -28,7 +32,7 @@ from clipprobe.progress import progress
 
 @dataclass(frozen=True)
 class Recipe:
-    epochs: int
+    rule: PlateauRule  # how long: to the plateau of val mIoU
     batch_size: int
     lr: float  # Adam
     seed: int  # model init and the batch order (the same for every model)
@@ -38,6 +42,7 @@ class Recipe:
 class Trained:
     model: nn.Module  # holding the weights of `best_epoch`
     best_epoch: int  # 1-based
+    capped: bool  # stopped by max_epochs before its plateau
     curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_miou
 
 
@@ -57,6 +62,14 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int
     """Summed cross-entropy over the non-ignored pixels, and how many there are."""
     total = F.cross_entropy(logits, target.long(), ignore_index=IGNORE, reduction="sum")
     return total, int((target != IGNORE).sum())
+
+
+def class_weights(masks: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Inverse pixel frequency per class over the train masks, 1 on average over pixels (a class absent
+    from train counts as one pixel)."""
+    counts = torch.bincount(masks[masks != IGNORE].long().flatten(), minlength=n_classes)[:n_classes]
+    counts = counts.double().clamp_min(1)
+    return (counts.sum() / (n_classes * counts)).float()
 
 
 @torch.no_grad()
@@ -94,7 +107,7 @@ def train(
     recipe: Recipe,
     desc: str = "segment",
 ) -> Trained:
-    """Fit `model` on inputs["train"] -> masks["train"], keeping the epoch best on val mIoU.
+    """Fit `model` on inputs["train"] -> masks["train"] to its val-mIoU plateau, keeping the best epoch.
 
     `inputs[split]` is (N, ...) whatever the model reads and `masks[split]` (N, H, W) uint8, both on the
     model's device. Returns the model with the kept weights, that epoch and the per-epoch curves.
@@ -102,19 +115,24 @@ def train(
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     order = torch.Generator().manual_seed(recipe.seed)
     x, y = inputs["train"], masks["train"]
-    best: tuple[float, int, dict] | None = None
-    curves = []
-    for epoch in progress(range(1, recipe.epochs + 1), desc=desc):
+    weights = class_weights(y, len(class_names)).to(y.device)
+    plateau = Plateau(recipe.rule, True, recipe.lr, math.ceil(len(x) / recipe.batch_size))
+    best_state, curves, step = None, [], 0
+    bar = progress(desc=f"{desc} (epochs to the plateau, at most {recipe.rule.max_epochs})")
+    for epoch in itertools.count(1):
         model.train()
-        loss_sum, pixels = 0.0, 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=y.device)  # no per-step sync
         for idx in batch_rows(len(x), recipe.batch_size, order):
             idx = idx.to(x.device)
-            total, n = _loss(model(x[idx]), y[idx])
+            loss = F.cross_entropy(model(x[idx]), y[idx].long(), weight=weights, ignore_index=IGNORE)
+            plateau.set_lr(optimiser, step)
             optimiser.zero_grad(set_to_none=True)
-            (total / max(n, 1)).backward()
+            loss.backward()
             optimiser.step()
-            loss_sum, pixels = loss_sum + float(total.detach()), pixels + n
-        if not math.isfinite(loss_sum):
+            loss_sum += loss.detach().double() * len(idx)
+            step += 1
+        train_loss = loss_sum.item() / len(x)
+        if not math.isfinite(train_loss):
             raise ClipprobeError(
                 f"segment.lr: training of {desc} diverged (non-finite loss in epoch {epoch}); lower it (got {recipe.lr:g})"
             )
@@ -122,24 +140,28 @@ def train(
             model, inputs["val"], masks["val"], len(class_names), recipe.batch_size
         )
         val_miou = scores(confusion, class_names)["miou"]
-        curves.append({"train_loss": loss_sum / max(pixels, 1), "val_loss": val_loss, "val_miou": val_miou})
-        if best is None or val_miou > best[0]:
-            best = (val_miou, epoch, copy.deepcopy(model.state_dict()))
-    _, best_epoch, state = best
-    model.load_state_dict(state)
-    return Trained(model, best_epoch, curves)
+        curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_miou": val_miou})
+        stop = plateau.end_epoch(val_miou)
+        bar.set_postfix_str(f"val mIoU {val_miou:.3f}")
+        if plateau.is_best:
+            best_state = copy.deepcopy(model.state_dict())
+        bar.update()
+        if stop:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    return Trained(model, plateau.best_epoch, plateau.capped, curves)
 
 
 @dataclass
 class Comparison:
     metrics: dict  # metrics/segment.json
-    curves: list[dict[str, float]]  # one row per epoch, columns `curve_columns(names)`
+    curves: list[dict]  # one row per model and epoch, columns CURVE_COLUMNS
     overlays: dict[str, np.ndarray]  # first val images, masks, `pred_<model>` predictions; feature shapes
     seconds: dict[str, float]  # wall-clock training + test time per model (printed, never written)
 
 
-def curve_columns(names: Sequence[str]) -> list[str]:
-    return ["epoch", *(f"{name}_{kind}" for name in names for kind in ("train_loss", "val_loss", "val_miou"))]
+CURVE_COLUMNS = ["model", "epoch", "train_loss", "val_loss", "val_miou"]  # long: each model stops on its own
 
 
 def model_inputs(
@@ -175,7 +197,7 @@ def compare(
     """
     n_classes = len(class_names)
     metrics: dict = {}
-    rows = [{"epoch": epoch} for epoch in range(1, recipe.epochs + 1)]
+    rows = []
     overlays = {  # numpy arrays for runtime.save_arrays
         "images": images["val"][:n_overlays].cpu().numpy(),
         "masks": masks["val"][:n_overlays].cpu().numpy(),
@@ -196,10 +218,11 @@ def compare(
             **scores(confusion, class_names),
             "test_loss": test_loss,
             "best_epoch": float(trained.best_epoch),
+            "epochs": float(len(trained.curves)),
+            "capped": float(trained.capped),
             "trainable_params": float(trainable),
         }
-        for row, curve in zip(rows, trained.curves, strict=True):
-            row.update({f"{name}_{kind}": value for kind, value in curve.items()})
+        rows += [{"model": name, **curve} for curve in trained.curves]
         overlays[f"pred_{name}"] = (
             predict(trained.model, feeds["val"][:n_overlays], recipe.batch_size).cpu().numpy()
         )

@@ -32,7 +32,7 @@ from clipprobe.decoders.vqvae_train import (
 )
 from clipprobe.experiment import Result, Table, flatten
 from clipprobe.features.tower import frozen_features
-from clipprobe.params import VqvaeParams
+from clipprobe.params import PlateauParams, VqvaeParams
 
 _logger = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def _curve_columns() -> list[str]:
-    return ["epoch", *[f"{m}_{s}_{t}" for m in MODELS for t in TERMS for s in ("train", "val")]]
+CURVE_COLUMNS = ["model", "epoch", *(f"{s}_{t}" for t in TERMS for s in ("train", "val"))]  # long
 
 
 @dataclass
@@ -74,6 +73,7 @@ class Inputs:
     splits: Mapping[str, Split]  # train, val, test
     tower_size: int  # params.yaml tower.size: the side the frozen tower reads
     seed: int  # every model's init, the batch order and the random-weight tower
+    plateau: PlateauParams  # params.yaml plateau: when a model has learnt what it can
     device: torch.device
 
 
@@ -81,7 +81,7 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
     """Train and score every model of MODELS, then the floors.
 
     figures: `<model>.psnr`, `.ssim`, `.mse`, `.mse_over_variance`, codebook use and the training context;
-    curves: `curves` (loss terms per epoch); arrays: `samples` (uint8 image rows of the report's grids: test
+    curves: `curves` (loss terms per model and epoch); arrays: `samples` (uint8 image rows of the report's grids: test
     reconstructions and decodings of random codes).
     """
     splits, seed, device = inputs.splits, inputs.seed, inputs.device
@@ -110,7 +110,7 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
     )
 
     metrics: dict = {"data_variance": variance, "image_size": cfg.image_size, "clip_grid": grid}
-    curves: dict[int, dict] = {}
+    curves: list[dict] = []
     samples = {"ground_truth": _to_uint8(images["test"][: cfg.samples])}
     random_codes = torch.Generator().manual_seed(seed)
     for name, kind in MODELS.items():
@@ -118,11 +118,11 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
         torch.manual_seed(seed)
         vq = build(kind, cfg, features["train"], grid)
         pairs = {split: Pairs(features[split][kind], on_device[split]) for split in ("train", "val")}
-        history = train_vqvae(
+        training = train_vqvae(
             vq,
             pairs["train"],
             pairs["val"],
-            epochs=cfg.epochs,
+            rule=inputs.plateau.rule(cfg.max_epochs),
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             seed=seed,
@@ -130,20 +130,20 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
             desc=f"vqvae {name}",
         )
         recon, indices = reconstruct(vq, features["test"][kind], cfg.batch_size, device)
-        last = history[-1]
+        kept = training.history[training.best_epoch - 1]
         metrics[name] = {
             **image_scores(recon, images["test"], variance),
             **codebook_usage(indices, cfg.codebook_size),
             "code_grid": indices.shape[-1],
             "trainable_params": sum(p.numel() for p in vq.parameters() if p.requires_grad),
-            "final_train_recon": last["train_recon"],
-            "final_val_recon": last["val_recon"],
-            "report_total_loss": sum(last[f"train_{term}"] for term in TERMS),  # parity only, see the report
+            "best_train_recon": kept["train_recon"],
+            "best_val_recon": kept["val_recon"],
+            "best_epoch": training.best_epoch,
+            "epochs": len(training.history),
+            "capped": float(training.capped),
+            "report_total_loss": sum(kept[f"train_{term}"] for term in TERMS),  # parity only, see the report
         }
-        for row in history:
-            curves.setdefault(row["epoch"], {"epoch": row["epoch"]}).update(
-                {f"{name}_{key}": value for key, value in row.items() if key != "epoch"}
-            )
+        curves += [{"model": name, **row} for row in training.history]
         samples[name] = _to_uint8(recon[: cfg.samples])
         codes = torch.randint(cfg.codebook_size, (cfg.samples, *indices.shape[1:]), generator=random_codes)
         with torch.no_grad():
@@ -161,6 +161,6 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
         _logger.info("%s: test PSNR %.2f dB", name, metrics[name]["psnr"])
     return Result(
         flatten(metrics),
-        curves={"curves": Table(_curve_columns(), list(curves.values()))},
+        curves={"curves": Table(CURVE_COLUMNS, curves)},
         arrays={"samples": samples},
     )

@@ -9,9 +9,11 @@ perplexity and the share of codes used are counted over the whole test split.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from clipprobe import readouts
 from clipprobe.decoders.batches import batch_rows
+from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.decoders.vqvae_models import VQVAE
 from clipprobe.errors import ClipprobeError
 from clipprobe.features.tower import gather
@@ -48,27 +51,34 @@ def _terms(
     return {"recon": recon, "commitment": out.quantized.commitment, "latent": out.quantized.latent_mse}
 
 
+@dataclass
+class Training:
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_ and val_ TERMS
+    best_epoch: int = 0  # 1-based: the weights kept, lowest val reconstruction error
+    capped: bool = False  # stopped by max_epochs before its plateau
+
+
 def train_vqvae(
     model: VQVAE,
     train: Pairs,
     val: Pairs,
     *,
-    epochs: int,
+    rule: PlateauRule,
     batch_size: int,
     lr: float,
     seed: int,
     device: torch.device,
     desc: str,
-) -> list[dict[str, float]]:
-    """Adam on reconstruction MSE + commitment (the codebook follows by EMA); one row of loss terms per epoch.
-
-    The model after the last epoch is the one kept: the budget is fixed, nothing is chosen on test.
-    """
+) -> Training:
+    """Adam on reconstruction MSE + commitment (the codebook follows by EMA) until the val reconstruction
+    error stops falling (`plateau`); the model ends with the weights of its best val epoch."""
     generator = torch.Generator().manual_seed(seed)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and CUDA
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    history = []
-    for epoch in progress(range(1, epochs + 1), desc=desc):
+    plateau = Plateau(rule, False, lr, math.ceil(len(train) / batch_size))
+    training, best_state, step = Training(), None, 0
+    bar = progress(desc=f"{desc} (epochs to the plateau, at most {rule.max_epochs})")
+    for epoch in itertools.count(1):
         model.train()
         sums = {
             name: torch.zeros((), dtype=torch.float64, device=device) for name in TERMS
@@ -76,6 +86,8 @@ def train_vqvae(
         for rows in batch_rows(len(train), batch_size, generator):
             inputs, targets = gather(train.inputs, rows, device), gather(train.targets, rows, device)
             terms = _terms(model, inputs, targets, generator)
+            plateau.set_lr(optimizer, step)
+            step += 1
             optimizer.zero_grad(set_to_none=True)
             (terms["recon"] + terms["commitment"]).backward()
             optimizer.step()
@@ -90,8 +102,18 @@ def train_vqvae(
         row.update(
             {f"val_{name}": value for name, value in evaluate_terms(model, val, batch_size, device).items()}
         )
-        history.append(row)
-    return history
+        training.history.append(row)
+        stop = plateau.end_epoch(row["val_recon"])
+        bar.set_postfix_str(f"val recon {row['val_recon']:.5f}")
+        bar.update()
+        if plateau.is_best:
+            best_state = copy.deepcopy(model.state_dict())
+        if stop:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    training.best_epoch, training.capped = plateau.best_epoch, plateau.capped
+    return training
 
 
 @torch.no_grad()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from clipprobe import paths
-from clipprobe.contracts import load_arrays, read_summary
+from clipprobe.contracts import load_arrays, read_stability, read_summary
 from clipprobe.params import Params
-from clipprobe.report.claims import Claim
+from clipprobe.report.claims import Claim, stability_words
 from clipprobe.report.references import references_apply
 
 PROFILES = {"default": "embedded default", "paper": "paper preset"}
@@ -18,6 +20,7 @@ class Summary:
 
     def __init__(self) -> None:
         self.data = read_summary()
+        self.stability = read_stability()
         self.seeds = self.data["seeds"]
 
     def figure(self, experiment: str, name: str) -> dict:
@@ -27,13 +30,17 @@ class Summary:
         return self.figure(experiment, name)["mean"]
 
     def claim(self, experiment: str, name: str) -> Claim:
-        return Claim(**self.data[experiment]["claims"][name])
+        claim = Claim(**self.data[experiment]["claims"][name])
+        return replace(
+            claim, stability=stability_words(self.stability, f"{experiment}/{name}", claim.verdict())
+        )
 
     def context(self, experiment: str) -> dict:
         return self.data[experiment]["context"]
 
     def curves(self, experiment: str, name: str = "epochs") -> pd.DataFrame:
-        """A table of the summary's curves (`name` "epochs": the means over seeds, one row per epoch)."""
+        """A table of the summary's curves (`name` "epochs": means over seeds, one row per epoch; "runs": every
+        seed's own curve, long: seed, model, epoch, ...)."""
         return pd.DataFrame(self.data[experiment]["curves"][name])
 
     @staticmethod

@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 
 from clipprobe.data.store import IGNORE
 from clipprobe.params import Params
-from clipprobe.report import figures
+from clipprobe.report import figures, plateau
 from clipprobe.report.markdown import Summary, ci, pct, tower_label
 from clipprobe.report.references import PETS_REFERENCE
 
@@ -40,32 +40,22 @@ def _label(name: str) -> str:
 
 
 def _curves_figure(curves: pd.DataFrame, models: list[str], summary: Summary, path: Path) -> None:
-    """Loss (train dashed, val solid) and val mIoU per epoch, averaged over seeds; each model's kept epoch
-    (the mean over seeds of the epoch with the best val mIoU) marked."""
-    fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    best_epochs = summary.context("segment")["best_epoch"]
-    for colour, name in zip(sns.color_palette(n_colors=len(models)), models, strict=True):
-        loss_ax.plot(curves["epoch"], curves[f"{name}_val_loss"], color=colour, label=f"{_label(name)}: val")
-        loss_ax.plot(
-            curves["epoch"], curves[f"{name}_train_loss"], color=colour, linestyle="--", label="_train"
-        )
-        miou = 100 * curves[f"{name}_val_miou"]
-        miou_ax.plot(curves["epoch"], miou, color=colour, label=_label(name))
-        kept = float(np.mean(best_epochs[name]))
-        miou_ax.plot(kept, np.interp(kept, curves["epoch"], miou), marker="o", color=colour, label="_kept")
-    loss_ax.plot([], [], color="grey", linestyle="--", label="train (dashed)")
+    """Val loss (left) and val mIoU (right) per epoch, one line per model and seed, each run to its plateau."""
+    fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
+    context, labels = summary.context("segment"), {name: _label(name) for name in models}
+    plateau.draw(loss_ax, curves, labels, "val_loss", context)
+    plateau.draw(miou_ax, curves.assign(val_miou=100 * curves["val_miou"]), labels, "val_miou", context)
     miou_ax.axhline(
         100 * summary.mean("segment", "majority.miou"),
         color="black",
         linestyle=":",
         label="majority class (test mIoU)",
     )
-    miou_ax.plot([], [], marker="o", color="grey", linestyle="none", label="epoch kept (mean over seeds)")
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy per pixel (nats)", title="loss")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy per pixel (nats, unweighted)", title="validation loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU (%)", title="validation mIoU")
     figures.integer_epochs(loss_ax, miou_ax)
     for ax in (loss_ax, miou_ax):
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     figures.save(fig, path)
 
 
@@ -140,10 +130,12 @@ def _tables(params: Params, summary: Summary, models: list[str], class_names: li
     context = summary.context("segment")
     names = [*models, "majority"]
     fig = lambda name, key: summary.data["segment"]["figures"].get(f"{name}.{key}")  # noqa: E731
-    lines = ["| model | mIoU (%) | pixel acc (%) | epoch kept | trainable params |", "|---|---|---|---|---|"]
+    lines = [
+        "| model | mIoU (%) | pixel acc (%) | epochs trained (kept), per seed | trainable params |",
+        "|---|---|---|---|---|",
+    ]
     for name in names:
-        epochs = context["best_epoch"].get(name)
-        kept = "—" if epochs is None else ", ".join(f"{e:.0f}" for e in epochs)
+        kept = plateau.epochs_cell(context, name) if name in models else "—"
         size = f"{context['trainable_params'][name]:,.0f}" if name in context["trainable_params"] else "0"
         lines.append(
             f"| {_label(name)} | **{ci(fig(name, 'miou'))}** | {ci(fig(name, 'pixel_acc'))} | {kept} | {size} |"
@@ -186,7 +178,19 @@ def _verdict(summary: Summary, models: list[str]) -> str:
         )
     unets = [m for m in models if m.startswith("unet11")]
     against = [claim(m).words("the frozen-feature decoder", _label(m), unit="mIoU points") for m in unets]
-    return " ".join([head, *(f"{s[0].upper()}{s[1:]}, trained with the same recipe." for s in against)])
+    stuck = [
+        _label(m)
+        for m in models
+        if not ((c := summary.claim("segment", f"{m}-majority")).distinguishable and c.delta > 0)
+    ]
+    floor = (
+        f"**Not above the majority class** beyond noise, at its plateau: {', '.join(stuck)}."
+        if stuck
+        else "Every model is above the majority class beyond noise."
+    )
+    return " ".join(
+        [head, *(f"{s[0].upper()}{s[1:]}, trained with the same recipe." for s in against), floor]
+    )
 
 
 def render(params: Params, out_dir: Path) -> str:
@@ -195,7 +199,7 @@ def render(params: Params, out_dir: Path) -> str:
     models = summary.context("segment")["models"]
     first = params.seeds[0]
     overlays = summary.arrays("segment_overlays")
-    curves = summary.curves("segment")
+    curves = summary.curves("segment", "runs")
     class_names = [str(c) for c in overlays["class_names"]]
     _curves_figure(curves, models, summary, out_dir / CURVES_FIGURE)
     _iou_figure(summary, models, class_names, out_dir / IOU_FIGURE)
@@ -214,14 +218,16 @@ def render(params: Params, out_dir: Path) -> str:
         "blocks (the map upsampled to each scale stands in for every skip), and the same decoder is fed the pooled "
         f"embedding ({int(overlays['pooled_dim'])}-d) broadcast over the {grid}x{grid} grid. UNet11 (VGG11 "
         f"encoder with real skips, 1/{cfg.unet_width_div} of TernausNet's widths) reads the images themselves. "
-        f"Every model: per-pixel cross-entropy, Adam (lr {cfg.lr:g}), {cfg.epochs} epochs, batch {cfg.batch_size}, "
-        "the same seeded batch order; the epoch kept is the one with the best val mIoU, and only it is scored "
-        "on test (mIoU from a dataset-wide confusion matrix, over the classes present), once per seed.",
+        "Every model: per-pixel cross-entropy weighted by inverse train-pixel frequency per class (so that "
+        f"painting the background everywhere is no minimum), Adam (lr {cfg.lr:g}), batch {cfg.batch_size}, the "
+        f"same seeded batch order, {plateau.rule_words(params, 'val mIoU', cfg.max_epochs)}; only they are "
+        "scored on test (mIoU from a dataset-wide confusion matrix, over the classes present), once per seed.",
         "",
         f"![Segmentation curves]({CURVES_FIGURE})",
         "",
-        "Per-pixel loss (left) and validation mIoU (right) after each epoch, averaged over seeds; dots mark the "
-        "epoch kept.",
+        "Per-pixel validation loss (left) and validation mIoU (right) after each epoch, every seed to its "
+        "plateau; dots mark the epoch kept. "
+        + plateau.capped_words(summary.context("segment"), {name: _label(name) for name in models}),
         "",
         *_tables(params, summary, models, class_names),
         "",

@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
 
 from clipprobe.params import Params
-from clipprobe.report import figures
+from clipprobe.report import figures, plateau
 from clipprobe.report.markdown import Summary, ci, tower_label
 
 FIGURES = {
@@ -34,16 +32,16 @@ FLOORS = {"thumbnail": "floor: RGB thumbnail at the CLIP grid", "mean_colour": "
 TUTORIAL = {"mse": 0.0073, "psnr": 21.4, "perplexity": "641-671 (one batch)"}
 
 
-def _curves_figure(curves: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for colour, (name, label) in zip(sns.color_palette(), MODELS.items(), strict=False):
-        ax.plot(curves["epoch"], curves[f"{name}_val_recon"], color=colour, marker="o", label=label)
+def _curves_figure(summary: Summary, path: Path) -> None:
+    """Val reconstruction error per epoch, one line per model and seed, each run to its plateau."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    plateau.draw(ax, summary.curves("vqvae", "runs"), MODELS, "val_recon", summary.context("vqvae"))
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     figures.integer_epochs(ax)
     ax.set_ylabel("validation reconstruction MSE (pixels in [0, 1])")
-    ax.legend(fontsize=8)
-    ax.set_title("VQ-VAE validation loss", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
+    ax.set_title("VQ-VAE validation loss, every seed to its plateau", fontsize=10)
     figures.save(fig, path)
 
 
@@ -93,7 +91,7 @@ def render(params: Params, out_dir: Path) -> str:
     figures.image_grid(rows, f"VQ-VAE test reconstructions (seed {first})", out_dir / FIGURES["samples"])
     random_rows = {MODELS[name]: samples[f"{name}_random_codes"] for name in MODELS}
     figures.image_grid(random_rows, f"Decodings of random codes (seed {first})", out_dir / FIGURES["random"])
-    _curves_figure(summary.curves("vqvae"), out_dir / FIGURES["curves"])
+    _curves_figure(summary, out_dir / FIGURES["curves"])
 
     grid, size = int(context["clip_grid"]), int(context["image_size"])
     paper = params.data.vqvae == "cifar10"
@@ -102,8 +100,9 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"On `{params.data.vqvae}` ({cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test images), VQ-VAEs "
         f"with the same EMA codebook ({cfg.codebook_size} codes of width {cfg.code_dim}, commitment "
-        f"{cfg.commitment:g}, decay {cfg.decay:g}), the same decoder family ({cfg.hidden} channels) and budget "
-        f"({cfg.epochs} epochs, batch {cfg.batch_size}, Adam {cfg.lr:g}) reconstruct {size}x{size} images. "
+        f"{cfg.commitment:g}, decay {cfg.decay:g}), the same decoder family ({cfg.hidden} channels) and recipe "
+        f"(batch {cfg.batch_size}, Adam {cfg.lr:g}, {plateau.rule_words(params, 'val reconstruction error', cfg.max_epochs)}) "
+        f"reconstruct {size}x{size} images. "
         f"The CLIP model reads the frozen ResNet tower of {tower_label(params)} (attention pool removed, BatchNorm "
         f"in eval mode) at {params.tower.size} px: a {grid}x{grid} map, one code per position, through a "
         "trainable 1x1 conv. Controls: the same tower with random weights (BatchNorm recalibrated), the pooled "
@@ -117,21 +116,23 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"Test images (top row) and each model's reconstruction of them, from seed {first}.",
         "",
-        "| model | codes per image | trainable params | MSE | PSNR (dB) | SSIM | perplexity | codes used (%) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | codes per image | trainable params | epochs trained (kept), per seed | MSE | PSNR (dB) | SSIM "
+        "| perplexity | codes used (%) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in MODELS.items():
         fig = lambda key, n=name: summary.figure("vqvae", f"{n}.{key}")  # noqa: E731
         grid_ = context["models"][name]["code_grid"]
         lines.append(
             f"| {label} | {grid_:.0f}x{grid_:.0f} | {context['models'][name]['trainable_params']:,.0f} | "
+            f"{plateau.epochs_cell(context, name)} | "
             f"{ci(fig('mse'), 1, 4)} | **{ci(fig('psnr'), 1)}** | {ci(fig('ssim'), 1, 3)} | "
             f"{ci(fig('perplexity'), 1, 0)} | {ci(fig('codes_used'), 100, 0)} |"
         )
     for name, label in FLOORS.items():
         fig = lambda key, n=name: summary.figure("vqvae", f"{n}.{key}")  # noqa: E731
         lines.append(
-            f"| {label} | - | 0 | {ci(fig('mse'), 1, 4)} | {ci(fig('psnr'), 1)} | {ci(fig('ssim'), 1, 3)} | - | - |"
+            f"| {label} | - | 0 | - | {ci(fig('mse'), 1, 4)} | {ci(fig('psnr'), 1)} | {ci(fig('ssim'), 1, 3)} | - | - |"
         )
     lines += ["", _verdict(summary), ""]
     tutorial = (
@@ -150,12 +151,13 @@ def render(params: Params, out_dir: Path) -> str:
         f"| tutorial VQ-VAE, last training batches (Jackson-Kang notebook output) | {tutorial} | CIFAR-10, 8x8 "
         "codes of 768 |",
         "",
-        f"For parity with the seed report only, the last epoch's summed training terms (recon + commitment + "
+        f"For parity with the seed report only, the kept epoch's summed training terms (recon + commitment + "
         f"codebook), averaged over seeds, are {totals}; they mix terms on different scales and should not be compared.",
         "",
         f"![VQ-VAE loss curves]({FIGURES['curves']})",
         "",
-        "Validation reconstruction MSE after each epoch (log scale), averaged over seeds.",
+        "Validation reconstruction MSE after each epoch (log scale), every seed to its plateau; dots mark the "
+        "epoch kept. " + plateau.capped_words(context, MODELS),
         "",
         f"![Decodings of random codes]({FIGURES['random']})",
         "",
