@@ -20,7 +20,6 @@ from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.pets import prepare_pets
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.data.store import IGNORE, Split
-from clipprobe.plateau import PlateauRule
 from clipprobe.decoders.seg_metrics import confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import (
     IMAGENET_MEAN,
@@ -40,6 +39,7 @@ from clipprobe.features.tower import frozen_features
 from clipprobe.io import save_arrays, write_csv, write_json
 from clipprobe.models.clip import create_clip, save_clip
 from clipprobe.params import load_params, parse_params
+from clipprobe.plateau import PlateauRule
 from clipprobe.profiles import composed_params
 from clipprobe.summary import segment as summary_segment
 
@@ -408,4 +408,6 @@ def test_verdict_follows_the_claims_over_seeds(clip, pooled, majority, unet, ver
     assert verdict in text
     assert "UNet11, VGG11 from scratch" in text and "seeds), trained with the same recipe." in text
     if pooled == majority:  # a model at the majority level is stated as a finding
-        assert text.endswith(f"**Not above the majority class** beyond noise, at its plateau: {_label('pooled')}.")
+        assert text.endswith(
+            f"**Not above the majority class** beyond noise, at its plateau: {_label('pooled')}."
+        )

@@ -15,11 +15,11 @@ from clipprobe.contracts import load_first
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes_dataset
 from clipprobe.decoders import vqvae_train
-from clipprobe.plateau import PlateauRule
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
 from clipprobe.errors import ClipprobeError
 from clipprobe.features.tower import FrozenTower, frozen_features, random_tower
 from clipprobe.models.clip import mean_std, save_clip
+from clipprobe.plateau import PlateauRule
 from clipprobe.preprocess import preprocess_uint8
 
 ROOT = Path(__file__).resolve().parents[1]

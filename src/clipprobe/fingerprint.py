@@ -20,7 +20,6 @@ import clipprobe
 from clipprobe.cpu import NATIVE, describe_cpu
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes
-from clipprobe.plateau import PlateauRule
 from clipprobe.decoders.segment_models import build_models as build_segmenters
 from clipprobe.decoders.segment_train import Recipe
 from clipprobe.decoders.segment_train import train as train_segmenter
@@ -31,6 +30,7 @@ from clipprobe.features.tower import FrozenTower, run_tower
 from clipprobe.models.clip import create_clip, mean_std
 from clipprobe.models.pretrain import PretrainConfig, pretrain_clip
 from clipprobe.params import FewshotParams, VqvaeParams
+from clipprobe.plateau import PlateauRule
 from clipprobe.probes.fewshot.sweep import run_sweep
 from clipprobe.probes.logreg import fit_logreg
 from clipprobe.runtime import start

@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from clipprobe.plateau import PlateauRule
 from clipprobe.errors import ClipprobeError
 from clipprobe.models.registry import TINY_ARCHS, has_attnpool_map, list_archs
+from clipprobe.plateau import PlateauRule
 from clipprobe.readouts import FEWSHOT_METHODS
 from clipprobe.stage import MAX_SEED
 

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipprobe.decoders.batches import batch_rows
-from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
 from clipprobe.decoders.segment_models import FEATURE_MODELS
 from clipprobe.errors import ClipprobeError
+from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.progress import progress
 
 

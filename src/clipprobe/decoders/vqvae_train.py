@@ -21,10 +21,10 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from clipprobe import readouts
 from clipprobe.decoders.batches import batch_rows
-from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.decoders.vqvae_models import VQVAE
 from clipprobe.errors import ClipprobeError
 from clipprobe.features.tower import gather
+from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.progress import progress
 
 TERMS = ("recon", "commitment", "latent")  # per-epoch loss terms, train and val
