@@ -2,8 +2,9 @@
 
 Reruns the whole pipeline in a fresh copy (bench/repro.py's) under one perturbation, then prints, for every
 paired claim of results/summary.json, its verdict here ("supported", "contradicted", "not distinguishable")
-and in the perturbed run, and the count of flips. Writes docs/verdicts.json, which the report reads: each
-claim is marked "stable under ..." or "fragile: <other verdict> under ...". Run from the repository root
+and in the perturbed run, and the count of flips. Writes docs/verdicts.json, which the report reads (each
+claim is marked "stable under ..." or "fragile: <other verdict> under ..."), and the same table in
+docs/verdicts.md. Run from the repository root
 with the venv active, after `dvc repro`, on an otherwise idle machine (a whole pipeline: ~30 min on 2 cores):
 
     python bench/verdicts.py --seeds 3 4 5     # another set of training seeds (what docs/verdicts.json holds)
@@ -94,6 +95,28 @@ def main() -> None:
         "claims": {key: {"committed": committed[key], "perturbed": perturbed[key]} for key in shared},
     }
     args.output.write_text(json.dumps(record, indent=1) + "\n")
+    args.output.with_suffix(".md").write_text(markdown(record))
+
+
+def markdown(record: dict) -> str:
+    """docs/verdicts.md: the table, the count of flips and the command that made it."""
+    lines = [
+        "# Which claims keep their verdict on another machine",
+        "",
+        f"Every paired claim of the committed results (`results/summary.json`), and its verdict when the whole "
+        f"pipeline is rerun under {record['perturbation']}. Made by `{record['command']}` (a whole pipeline in a "
+        "fresh copy); the report marks each claim `stable` or `fragile` from `docs/verdicts.json`, and the "
+        "README's claims list keeps only the stable ones.",
+        "",
+        f"**{record['flips']} of {len(record['claims'])} verdicts flip.**",
+        "",
+        f"| claim | committed | {record['perturbation']} | flip |",
+        "|---|---|---|---|",
+    ]
+    for key, verdict in record["claims"].items():
+        flip = "**yes**" if verdict["committed"] != verdict["perturbed"] else ""
+        lines.append(f"| `{key}` | {verdict['committed']} | {verdict['perturbed']} | {flip} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

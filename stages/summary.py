@@ -16,8 +16,11 @@ def main() -> None:
     )
     for name, arrays in summary.report_arrays(seeds).items():
         save_arrays(paths.RESULTS / name, arrays)
-    write_json(paths.SUMMARY, result)
-    write_json_folder(paths.METRICS, summary.headline(result, shots, methods))
+    headline = summary.headline(
+        result, shots, methods
+    )  # also in summary.json: clipprobe.experiments reads it
+    write_json(paths.SUMMARY, {**result, "headline": headline})
+    write_json_folder(paths.METRICS, summary.metrics_files(headline))
     summary.write_plot_tables(summary.plot_tables(result, shots, methods), paths.PLOTS)
 
 

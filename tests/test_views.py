@@ -29,12 +29,19 @@ def test_headline_metrics_are_few_one_measure_each_with_its_interval():
     for path in files:
         metric = json.loads(path.read_text())
         (measure,) = set(metric) & MEASURES
-        assert set(metric) <= {measure, f"{measure}_ci95"}, path.name
-        assert all(isinstance(v, float) for v in metric.values()), path.name
+        shots = {"shots"} if path.stem.startswith("fewshot_") else set()  # the shot count the figure is at
+        assert set(metric) <= {measure, f"{measure}_ci95", *shots}, path.name
+        assert all(isinstance(metric[k], float) for k in set(metric) - shots), path.name
+        assert all(isinstance(metric[k], int) for k in shots & set(metric)), path.name
     names = {f.stem for f in files}
     assert {"zeroshot_report", "zeroshot_single", "zeroshot_ensemble", "linear_probe", "vqvae_clip"} <= names
     shots = yaml.safe_load((ROOT / "params.yaml").read_text())["shots"]
-    assert {f"fewshot_{k}shot_prolip" for k in shots} <= names  # ProLIP at every shot count
+    # names that no param changes, each saying which shot count it is at: the fewest and the most
+    fewest, most = (
+        json.loads((ROOT / f"metrics/fewshot_{n}.json").read_text())["shots"]
+        for n in ("fewest_random", "most_prolip")
+    )
+    assert (fewest, most) == (min(shots), max(shots))
 
 
 def test_every_declared_plot_exists_and_holds_data():

@@ -24,16 +24,17 @@ UNIT = {"acc1": "top-1 (%)", "miou": "mIoU (%)", "psnr": "PSNR (dB)"}
 ORDER = ("probe", "fewshot", "count", "position", "vqvae", "segment")  # the report's order
 
 
-def label(name: str) -> str:
-    """What the report calls the figure a metric file holds."""
+def label(name: str, metric: dict) -> str:
+    """What the report calls the figure a metric file holds (a few-shot file names its shot count inside)."""
     if name in ROWS:
         return ROWS[name]
-    if shot := re.fullmatch(r"fewshot_(\d+)shot_(\w+)", name):
-        return f"{shot[1]}-shot, {LABELS[shot[2]]}"
+    if shot := re.fullmatch(r"fewshot_(fewest|most)_(\w+)", name):
+        return f"{metric['shots']}-shot, {LABELS[shot[2]]}"
     if name.startswith("vqvae_"):
         return f"VQ-VAE, {VQVAE_LABELS[name.removeprefix('vqvae_')]}"
     if name.startswith("segment_"):
-        return f"segmentation, {SEGMENT_LABELS[name.removeprefix('segment_')]}"
+        model = name.removeprefix("segment_")
+        return f"segmentation, {SEGMENT_LABELS.get(model, 'UNet11 (the first of segment.unet_encoders)')}"
     task, readout = name.split("_", 1)
     return f"{TASKS[task]}, {READOUTS[f'{readout}_probe']}"
 
@@ -48,12 +49,11 @@ def cell(metric: dict) -> str:
 
 
 def order(name: str) -> tuple[int, int, str]:
-    """The report's section order, shot counts numerically."""
+    """The report's section order, the fewest shots before the most."""
     if name in ROWS:
         return 0, list(ROWS).index(name), name
-    shots = re.search(r"_(\d+)shot_", name)
     rank = next(i for i, prefix in enumerate(ORDER) if name.startswith(prefix))
-    return rank, int(shots[1]) if shots else 0, name
+    return rank, int("_most_" in name), name
 
 
 def table(metrics_dir: Path) -> list[str]:
@@ -61,7 +61,7 @@ def table(metrics_dir: Path) -> list[str]:
     for path in sorted(metrics_dir.glob("*.json"), key=lambda p: order(p.stem)):
         metric = json.loads(path.read_text())
         (measure,) = set(metric) & set(SCALE)
-        rows.append(f"| {label(path.stem)}: {UNIT[measure]} | `{path.stem}` | {cell(metric)} |")
+        rows.append(f"| {label(path.stem, metric)}: {UNIT[measure]} | `{path.stem}` | {cell(metric)} |")
     return rows
 
 

@@ -226,7 +226,7 @@ def render(params: Params, out_dir: Path) -> str:
         f"![Segmentation curves]({CURVES_FIGURE})",
         "",
         "Per-pixel validation loss (left) and validation mIoU (right) after each epoch, every seed to its "
-        "plateau; dots mark the epoch kept. "
+        "plateau or to the cap (`*` in the table); dots mark the epoch kept. "
         + plateau.capped_words(summary.context("segment"), {name: _label(name) for name in models}),
         "",
         *_tables(params, summary, models, class_names),

@@ -41,7 +41,7 @@ def _curves_figure(summary: Summary, path: Path) -> None:
     figures.integer_epochs(ax)
     ax.set_ylabel("validation reconstruction MSE (pixels in [0, 1])")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
-    ax.set_title("VQ-VAE validation loss, every seed to its plateau", fontsize=10)
+    ax.set_title("VQ-VAE validation loss, every seed until it stopped", fontsize=10)
     figures.save(fig, path)
 
 
@@ -156,8 +156,8 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"![VQ-VAE loss curves]({FIGURES['curves']})",
         "",
-        "Validation reconstruction MSE after each epoch (log scale), every seed to its plateau; dots mark the "
-        "epoch kept. " + plateau.capped_words(context, MODELS),
+        "Validation reconstruction MSE after each epoch (log scale), every seed to its plateau or to the cap "
+        "(`*` in the table); dots mark the epoch kept. " + plateau.capped_words(context, MODELS),
         "",
         f"![Decodings of random codes]({FIGURES['random']})",
         "",
