@@ -35,7 +35,16 @@ def test_repro_writes_every_seed_the_summary_and_the_report(repo):
         assert link in report and (repo / "reports" / link).stat().st_size > 0
     assert "Data and pipelines are up to date" in _dvc("status", cwd=repo)
     shown = _dvc("metrics", "show", cwd=repo).splitlines()
-    assert shown[0].split() == ["Path", "acc1", "acc1_ci95", "miou", "miou_ci95", "psnr", "psnr_ci95"]
+    assert shown[0].split() == [
+        "Path",
+        "acc1",
+        "acc1_ci95",
+        "miou",
+        "miou_ci95",
+        "psnr",
+        "psnr_ci95",
+        "shots",
+    ]
     assert max(map(len, shown)) <= 120
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def _files(root: Path, names=RESULTS) -> dict[str, bytes]:
             if path.is_file() and path.name != ".gitignore":
                 out[str(path.relative_to(root))] = path.read_bytes()
     return out
+
+
+def _committed(root: Path) -> dict[str, bytes]:
+    """The results as `root`'s last commit holds them: those of its serial `dvc repro` (other tests run
+    experiments in that workspace afterwards)."""
+    names = run("git", "ls-files", *RESULTS, cwd=root).stdout.split()
+    return {
+        name: subprocess.run(
+            ["git", "show", f"HEAD:{name}"], cwd=root, capture_output=True, check=True
+        ).stdout
+        for name in names
+        if not name.endswith(".gitignore")
+    }
 
 
 def _run_cached(root: Path) -> set[str]:
@@ -67,11 +81,10 @@ def test_two_machines_share_a_git_and_a_dvc_remote_and_a_third_reproduces_nothin
         dvc("repro", *_seed_targets(seed), cwd=node)
         dvc("push", "--run-cache", cwd=node)
     third = _clone(remote, tmp_path / "aggregate", store)
-    dvc("pull", "--run-cache", cwd=third, check=False)  # the summary's and report's outputs are not there yet
-    log = dvc("repro", cwd=third).stdout
+    log = dvc("repro", "--pull", cwd=third).stdout  # run-cache entries and their outputs come from the remote
     assert not [line for line in log.splitlines() if line.startswith("Running stage '") and "@" in line], log
     assert all(f"Stage '{t}' is cached - skipping run" in log for k in SEEDS for t in _seed_targets(k)), log
-    assert _files(third) == _files(tiny_repo)
+    assert _files(third) == _committed(tiny_repo)
 
 
 def test_one_queued_experiment_per_seed_then_a_repro_that_trains_nothing(tiny_repo, tmp_path):
@@ -86,7 +99,7 @@ def test_one_queued_experiment_per_seed_then_a_repro_that_trains_nothing(tiny_re
     assert status.count("Success") == len(SEEDS), status
     log = dvc("repro", cwd=repo).stdout
     assert not [line for line in log.splitlines() if line.startswith("Running stage '") and "@" in line], log
-    assert _files(repo) == _files(tiny_repo)
+    assert _files(repo) == _committed(tiny_repo)
 
 
 def test_no_metrics_file_outlives_an_experiment_and_the_view_fits(tiny_repo, tmp_path):
@@ -101,7 +114,7 @@ def test_no_metrics_file_outlives_an_experiment_and_the_view_fits(tiny_repo, tmp
     assert shots == 2
     view = experiments.table(experiments.collect(str(repo)))
     lines = view.splitlines()
-    assert max(map(len, lines)) <= 120 and lines[0].split()[:2] == ["experiment", "shots"], view
+    assert max(map(len, lines)) <= 120 and "shots" in lines[0].split(), view
     assert "fs_fewest_random" in view and "paired by seed" in view
     run("git", "checkout", "--", ".", cwd=repo)
     dvc("checkout", cwd=repo)
