@@ -75,7 +75,8 @@ def collect(repo: str = ".") -> list[Row]:
         if entry["rev"] == "workspace":
             continue
         name = entry.get("Experiment") or entry["rev"]
-        params = {key: entry.get(key) for key in sorted(keys)}
+        # a param whose name a metric shares (shots) comes as "params.yaml:<key>"
+        params = {key: entry.get(f"params.yaml:{key}", entry.get(key)) for key in sorted(keys)}
         rows.append(Row(str(name), entry["rev"], params, _headline(repo, entry["rev"])))
     return rows
 
