@@ -46,7 +46,7 @@ from clipprobe.summary import segment as summary_segment
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
-ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, lr_decay=0.1, max_epochs=1)
+ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, max_epochs=1)
 
 
 def _images(n: int, size: int, seed: int = 0) -> np.ndarray:

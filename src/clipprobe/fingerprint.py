@@ -64,7 +64,7 @@ TINY_FEWSHOT = {
     "gda": {"alphas": [0.0, 0.01, 1.0]},
     "modes": {"attributes": [], "shots": [2], "draws": 2, "epochs": 2},
 }
-ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, lr_decay=0.1, max_epochs=1)
+ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, max_epochs=1)
 TINY_VQVAE = {
     "n_train": 16, "n_val": 8, "n_test": 8, "max_epochs": 1, "batch_size": 8, "lr": 1e-3, "image_size": 32,
     "hidden": 16, "code_dim": 16, "codebook_size": 32, "commitment": 0.25, "decay": 0.99, "samples": 2,

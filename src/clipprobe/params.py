@@ -251,10 +251,9 @@ class CountingParams(_Group):
 class PlateauParams(_Group):
     patience: PositiveInt
     tolerance: Annotated[float, Field(ge=0, lt=1)]
-    lr_decay: Annotated[float, Field(gt=0, le=1)]
 
     def rule(self, max_epochs: int) -> PlateauRule:
-        return PlateauRule(self.patience, self.tolerance, self.lr_decay, max_epochs)
+        return PlateauRule(self.patience, self.tolerance, max_epochs)
 
 
 class _DecoderData(_Group):

@@ -1,17 +1,20 @@
 """The one training length every decoder gets: until its validation score stops improving.
 
-The rule, the same for every model of a comparison and on the same validation images: after each epoch the
-val score is recorded; a run is *flat* when the best score of its last ⌈E/4⌉ epochs (E epochs so far, and at
-least `patience` of them) improves on the best of the epochs before by less than `tolerance` (relative).
-The learning rate warms up linearly over the first epoch and then holds; the first time the run is flat
-it drops by `lr_decay` (a model that has stopped improving at one step size settles at a smaller one), and
-the first time it is flat again after a full window at the smaller step, training stops. The weights kept are the best val epoch's. So every curve ends flat over at
-least its last quarter. A run that reaches `max_epochs` first stops there and says so (`capped`): the
-report shows it as a model that did not reach its plateau, never as one that did.
+The rule, the same for every model of a comparison and on the same validation images: the learning rate
+warms up linearly over the first epoch and then follows a cosine from its peak towards zero over
+`max_epochs` epochs (one value per epoch), so that every run settles within its budget, as fast trainers
+do. After each epoch the val score is recorded; a run is *flat* when the best score of its last ⌈E/5⌉
+epochs (E epochs so far, and at least `patience` of them) improves on the best of the epochs before by
+less than `tolerance` (relative). Training stops at the first flat stretch in the second half of the
+schedule (earlier, at a large step size, a noisy curve can pause while it is still rising), so every curve
+ends flat over at least its last fifth. The weights kept are the best val epoch's. A run that reaches `max_epochs`
+without a flat end stops there and says so (`capped`): the report shows it as a model that did not reach
+its plateau, never as one that did.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,13 +27,12 @@ if TYPE_CHECKING:  # params.py reads PlateauRule without importing torch
 class PlateauRule:
     patience: int  # the fewest epochs a flat stretch spans
     tolerance: float  # a relative improvement below this is no improvement (0.01: 1%)
-    lr_decay: float  # the factor on the learning rate at the first plateau
-    max_epochs: int  # the cap
+    max_epochs: int  # the cosine schedule's length, and the cap
 
 
 def window(epochs: int, patience: int) -> int:
-    """How many of the last epochs must show no improvement: a quarter of the run, at least `patience`."""
-    return max(patience, math.ceil(epochs / 4))
+    """How many of the last epochs must show no improvement: a fifth of the run, at least `patience`."""
+    return max(patience, math.ceil(epochs / 5))
 
 
 def is_flat(scores: list[float], rule: PlateauRule, higher_is_better: bool) -> bool:
@@ -46,46 +48,41 @@ def is_flat(scores: list[float], rule: PlateauRule, higher_is_better: bool) -> b
 
 @dataclass
 class Plateau:
-    """Tracks one run: the step size of each step, the epoch to stop after, the best epoch so far."""
+    """Tracks one run: the step size of each step, the epoch to stop after, the best epoch and its weights."""
 
     rule: PlateauRule
     higher_is_better: bool
     lr: float  # the peak learning rate
     steps_per_epoch: int
     scores: list[float] = field(default_factory=list)
-    decayed_at: int | None = None  # the epoch after which the learning rate dropped
     capped: bool = False  # stopped by max_epochs before its plateau
+    best_state: dict | None = None  # a copy of the weights of the best val epoch so far
 
     def set_lr(self, optimiser: torch.optim.Optimizer, step: int) -> None:
         for group in optimiser.param_groups:
             group["lr"] = self.lr_at(step)
 
     def lr_at(self, step: int) -> float:
-        """The learning rate of optimiser step `step` (0-based): warm-up over the first epoch, then held,
-        times `lr_decay` after the first plateau."""
+        """The learning rate of optimiser step `step` (0-based): linear warm-up over the first epoch, times
+        the cosine factor of the step's epoch."""
         warm = min(1.0, (step + 1) / self.steps_per_epoch)
-        return self.lr * warm * (self.rule.lr_decay if self.decayed_at is not None else 1.0)
+        epoch = step // self.steps_per_epoch
+        return self.lr * warm * 0.5 * (1 + math.cos(math.pi * epoch / self.rule.max_epochs))
 
-    def end_epoch(self, score: float) -> bool:
-        """Record an epoch's val score; True when training should stop after it."""
+    def end_epoch(self, score: float, model: torch.nn.Module) -> bool:
+        """Record an epoch's val score (keeping `model`'s weights if it is the best so far); True when
+        training should stop after it."""
         self.scores.append(score)
-        epochs = len(self.scores)
-        if is_flat(self.scores, self.rule, self.higher_is_better):
-            if self.decayed_at is None:
-                self.decayed_at = epochs
-            elif epochs - self.decayed_at >= window(
-                epochs, self.rule.patience
-            ):  # the smaller step had its turn
-                return True
-        if epochs >= self.rule.max_epochs:
-            self.capped = True
+        if self.best_epoch == len(self.scores):
+            self.best_state = copy.deepcopy(model.state_dict())
+        past_half = 2 * len(self.scores) >= self.rule.max_epochs
+        if past_half and is_flat(self.scores, self.rule, self.higher_is_better):
             return True
-        return False
+        self.capped = len(self.scores) >= self.rule.max_epochs
+        return self.capped
 
-    @property
-    def is_best(self) -> bool:
-        """Whether the epoch just recorded is the best so far (ties: the earlier stays best)."""
-        return self.best_epoch == len(self.scores)
+    def restore_best(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self.best_state)
 
     @property
     def best_epoch(self) -> int:

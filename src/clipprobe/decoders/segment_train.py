@@ -2,7 +2,7 @@
 
 Every model gets the same recipe: cross-entropy weighted by inverse train-pixel frequency per class (so
 painting the background everywhere is no minimum; IGNORE pixels skipped), Adam at `lr` with the plateau
-rule's warm-up and decay, the same seeded batch order, until val mIoU stops improving (`plateau`). The
+rule's warm-up and cosine, the same seeded batch order, until val mIoU stops improving (`plateau`). The
 weights kept are those of the epoch with the best val mIoU (ties: the earlier), and only they are scored on
 test. The feature decoders train on the cached frozen-tower outputs, so the tower never runs (nor changes)
 here.
@@ -10,7 +10,6 @@ here.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import time
@@ -117,7 +116,7 @@ def train(
     x, y = inputs["train"], masks["train"]
     weights = class_weights(y, len(class_names)).to(y.device)
     plateau = Plateau(recipe.rule, True, recipe.lr, math.ceil(len(x) / recipe.batch_size))
-    best_state, curves, step = None, [], 0
+    curves, step = [], 0
     bar = progress(desc=f"{desc} (epochs to the plateau, at most {recipe.rule.max_epochs})")
     for epoch in itertools.count(1):
         model.train()
@@ -141,15 +140,12 @@ def train(
         )
         val_miou = scores(confusion, class_names)["miou"]
         curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_miou": val_miou})
-        stop = plateau.end_epoch(val_miou)
         bar.set_postfix_str(f"val mIoU {val_miou:.3f}")
-        if plateau.is_best:
-            best_state = copy.deepcopy(model.state_dict())
         bar.update()
-        if stop:
+        if plateau.end_epoch(val_miou, model):
             break
     bar.close()
-    model.load_state_dict(best_state)
+    plateau.restore_best(model)
     return Trained(model, plateau.best_epoch, plateau.capped, curves)
 
 

@@ -9,7 +9,6 @@ perplexity and the share of codes used are counted over the whole test split.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Callable
@@ -76,7 +75,7 @@ def train_vqvae(
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and CUDA
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     plateau = Plateau(rule, False, lr, math.ceil(len(train) / batch_size))
-    training, best_state, step = Training(), None, 0
+    training, step = Training(), 0
     bar = progress(desc=f"{desc} (epochs to the plateau, at most {rule.max_epochs})")
     for epoch in itertools.count(1):
         model.train()
@@ -103,15 +102,12 @@ def train_vqvae(
             {f"val_{name}": value for name, value in evaluate_terms(model, val, batch_size, device).items()}
         )
         training.history.append(row)
-        stop = plateau.end_epoch(row["val_recon"])
         bar.set_postfix_str(f"val recon {row['val_recon']:.5f}")
         bar.update()
-        if plateau.is_best:
-            best_state = copy.deepcopy(model.state_dict())
-        if stop:
+        if plateau.end_epoch(row["val_recon"], model):
             break
     bar.close()
-    model.load_state_dict(best_state)
+    plateau.restore_best(model)
     training.best_epoch, training.capped = plateau.best_epoch, plateau.capped
     return training
 

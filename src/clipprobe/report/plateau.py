@@ -18,11 +18,12 @@ def rule_words(params: Params, score: str, max_epochs: int) -> str:
     """The stopping rule, as the sections state it."""
     rule = params.plateau
     return (
-        f"trained until {score} stops improving: after each epoch, a run is flat when the best {score} of its "
-        f"last quarter of epochs (at least {rule.patience}) beats the best before by less than "
-        f"{100 * rule.tolerance:g}%; at the first flat stretch the learning rate drops by x{rule.lr_decay:g} "
-        f"(after a linear warm-up over the first epoch), at the second training stops (cap: {max_epochs} "
-        "epochs). The weights kept are those of the best val epoch"
+        f"trained until {score} stops improving: the learning rate warms up linearly over the first epoch, "
+        f"then follows a cosine towards zero over {max_epochs} epochs; after each epoch, a run is flat when "
+        f"the best {score} of its last fifth of epochs (at least {rule.patience}) beats the best before by "
+        f"less than {100 * rule.tolerance:g}%, and training stops at the first flat stretch in the second half "
+        f"of the schedule (cap: "
+        f"{max_epochs} epochs). The weights kept are those of the best val epoch"
     )
 
 
