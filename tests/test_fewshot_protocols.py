@@ -68,7 +68,7 @@ def test_tip_grid_is_the_official_grid():
 def test_tip_cache_keys_are_the_mean_of_the_raw_views_normalised():
     task, prior, _ = _task(2, views=VIEWS)
     keys = TipAdapter(prior, DEFAULT).keys(task)
-    expected = F.normalize(task.support_views.mean(dim=1), dim=-1)
+    expected = F.normalize(task.support_views.mean(dim=0), dim=-1)
     assert torch.equal(keys, expected) and not torch.allclose(keys, task.support)
 
 

@@ -37,10 +37,10 @@ def tip_grid(cfg: TipRecipe) -> tuple[list[float], list[float]]:
 
 
 def _views(task: Task, views: int) -> torch.Tensor | None:
-    """(H, A, M, D) the first min(views, cached) augmented views of the support set, L2-normalised, or None."""
+    """(A, H, M, D) the first min(views, cached) augmented views of the support set, L2-normalised, or None."""
     if not views or task.support_views is None:
         return None
-    return F.normalize(task.support_views[:, :views], dim=-1)
+    return F.normalize(task.support_views[:views], dim=-1)
 
 
 class TipAdapter:
@@ -54,7 +54,7 @@ class TipAdapter:
         """(H, M, D) cache keys: the mean raw feature over the views, normalised (`build_cache_model`)."""
         if not self.views or task.support_views is None:
             return task.support
-        return F.normalize(task.support_views[:, : self.views].mean(dim=1), dim=-1)
+        return F.normalize(task.support_views[: self.views].mean(dim=0), dim=-1)
 
     def cache(
         self, keys: torch.Tensor, labels: torch.Tensor, x: torch.Tensor, beta: torch.Tensor
@@ -108,7 +108,8 @@ class GaussianDiscriminant:
         if views is None:
             support, labels = task.support.double(), task.support_labels
         else:  # (H, A * M, D): each view a sample, as the official code stacks its augment epochs
-            support, labels = views.flatten(1, 2).double(), task.support_labels.repeat(views.shape[1])
+            support = views.transpose(0, 1).flatten(1, 2).double()
+            labels = task.support_labels.repeat(len(views))
         n_classes, (n_support, dim) = len(self.prior.weights), support.shape[1:]
         means = class_means(support, labels, n_classes)  # (H, C, D)
         centered = support - means[:, labels]  # (H, M, D) within-class scatter

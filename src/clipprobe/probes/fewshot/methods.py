@@ -205,7 +205,7 @@ class LinearProbePP:
         w_zs, support = self.prior.weights, task.support
         n_support = support.shape[1]
         if self.views and task.support_views is not None:  # what it trains on: its one augmented view
-            support = F.normalize(task.support_views[:, 0], dim=-1)
+            support = F.normalize(task.support_views[0], dim=-1)
         with torch.no_grad():
             text = support @ w_zs.T  # (H, M, C) unscaled text logits
             own = class_means(text, task.support_labels, len(w_zs)).diagonal(dim1=1, dim2=2)  # (H, C)

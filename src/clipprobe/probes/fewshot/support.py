@@ -33,8 +33,9 @@ class Task:
     val_index: torch.Tensor  # (H, V) rows of the val split
     support_pre: torch.Tensor | None = None  # (H, M, P) the support's pre-projection features, when cached
     val_pre: torch.Tensor | None = None  # (H, V, P)
-    support_views: torch.Tensor | None = None  # (H, A, M, D) raw features of A augmented views, when cached
-    support_views_pre: torch.Tensor | None = None  # (H, A, M, P) their pre-projection features
+    support_views: torch.Tensor | None = None  # (A, H, M, D) raw features of A augmented views, when cached
+    support_views_pre: torch.Tensor | None = None  # (A, H, M, P) their pre-projection features (view-major:
+    # one view of every draw is one contiguous block, what a training epoch reads)
 
     @property
     def draws(self) -> int:
@@ -52,7 +53,7 @@ class Task:
             self.support_index[one],
             self.val_index[one],
             *(None if t is None else t[one] for t in (self.support_pre, self.val_pre)),
-            *(None if t is None else t[one] for t in (self.support_views, self.support_views_pre)),
+            *(None if t is None else t[:, one] for t in (self.support_views, self.support_views_pre)),
         )
 
 
@@ -125,8 +126,8 @@ def make_task(
 
 
 def _gather_views(views: torch.Tensor | None, index: torch.Tensor, device) -> torch.Tensor | None:
-    """(A, N, F) views, (H, M) rows -> (H, A, M, F) float32 on `device`."""
-    return None if views is None else views[:, index].transpose(0, 1).float().to(device)
+    """(A, N, F) views, (H, M) rows -> (A, H, M, F) float32 on `device`."""
+    return None if views is None else views[:, index].float().to(device)
 
 
 def class_means(values: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -205,7 +205,7 @@ def epoch_support(task: Task, pre_projection: bool, views: int, epoch: int) -> t
     bank = task.support_views_pre if pre_projection else task.support_views
     if views == 0 or bank is None:
         return task.support_pre if pre_projection else task.support
-    x = bank[:, epoch % min(views, bank.shape[1])]
+    x = bank[epoch % min(views, len(bank))]
     return x if pre_projection else F.normalize(x, dim=-1)
 
 
