@@ -32,6 +32,7 @@ TINY = {
     "clip.pretrain.batch_size": 64,
     "clip.pretrain.warmup_steps": 2,
     "embed.batch_size": 256,
+    "embed.views": 2,
     "probe.max_iter": 200,
     "shots": [1, 2],
     "fewshot.draws": 2,

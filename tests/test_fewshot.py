@@ -35,12 +35,13 @@ CFG = FewshotParams(
     epochs=20,
     eval_every=5,
     val_per_class=4,
-    linear={"lr": 0.01, "weight_decay": 0.0},
-    clap={"lr": 0.1},
-    prolip={"lr": 0.01},
+    linear={"lr": 0.01, "weight_decay": 0.0, "lrs": [0.001, 0.01]},
+    clap={"lr": 0.1, "warmup_lr": 1e-5, "batch_size": 256, "views": 20},
+    lpp={"views": 1, "alpha_every": 10, "val_per_class": 16},
+    prolip={"lr": 0.01, "views": 300},
     modes={"attributes": [], "shots": [2], "draws": 2, "epochs": 10},
-    tip={"alphas": [0.0, 0.1, 1.0], "betas": [1.0, 4.0]},
-    gda={"alphas": [0.0, 0.1, 1.0]},
+    tip={"beta_scale": 7, "beta_steps": 20, "alpha_scale": 3, "alpha_steps": 5, "views": 10},
+    gda={"alphas": [0.0, 0.1, 1.0], "views": 10},
 )
 
 
@@ -160,20 +161,34 @@ def test_support_sets_have_k_per_class_from_train_only(features):
     assert len({tuple(r.tolist()) for r in task.support_index}) == 4  # draws differ
 
 
-def test_every_method_sees_the_same_support_sets(features, monkeypatch):
+def test_every_method_sees_the_same_support_sets_and_nested_val_sets(features, monkeypatch):
     seen = {}
     real = fewshot.run_method
 
-    def spy(name, cfg, prior, task, *args):
-        seen[(task.shots, name)] = (task.support_index.clone(), task.val_index.clone())
-        return real(name, cfg, prior, task, *args)
+    def spy(method, cfg, task, *args):
+        seen[type(method).__name__] = (task.support_index.clone(), task.val_index.clone())
+        return real(method, cfg, task, *args)
 
     monkeypatch.setattr(fewshot, "run_method", spy)
     _sweep(features, (2,))
-    first = seen[(2, FEWSHOT_INITS[0])]
+    support, val = seen["RandomHead"]
     assert len(seen) == len(FEWSHOT_INITS)
-    for key, indices in seen.items():
-        assert all(torch.equal(a, b) for a, b in zip(indices, first, strict=True)), key
+    for name, (other_support, other_val) in seen.items():
+        assert torch.equal(other_support, support), name
+        if name == "LinearProbePP":  # K = 2 val images per class, the others' min(K, 4) = 2 too
+            assert torch.equal(other_val, val)
+        else:
+            assert torch.equal(other_val, val), name
+
+
+def test_lpp_validates_on_k_images_per_class_a_superset_of_the_shared_val_set(features):
+    train, val = _xy(features, "train"), _xy(features, "val")
+    small = make_task(8, train, val, N_CLASSES, 2, 2, seed=0)
+    large = make_task(8, train, val, N_CLASSES, 2, 4, seed=0)
+    assert torch.equal(small.support_index, large.support_index)
+    assert large.val_index.shape[1] == 2 * small.val_index.shape[1]
+    for h in range(2):
+        assert set(small.val_index[h].tolist()) <= set(large.val_index[h].tolist())
 
 
 def test_scalar_shots_reproduce_that_shot_count_of_the_list_sweep(features, sweep):
@@ -226,14 +241,21 @@ def test_batched_heads_train_exactly_like_single_heads(features):
         )
 
 
-def test_tip_with_zero_cache_weight_is_the_zeroshot_classifier(features):
+def test_tip_logits_are_the_official_formula(features):
+    """logits = s x W_zs^T + alpha exp(-beta (1 - x K^T)) Y (Tip-Adapter's tip_logits, its 100 as s)."""
     weights = zeroshot_weights(features["text"])
     task = make_task(2, _xy(features, "train"), _xy(features, "val"), N_CLASSES, 2, 2, seed=0)
-    tip = TipAdapter(
-        Prior(weights, SCALE, torch.ones(N_CLASSES)), _cfg(tip={"alphas": [0.0], "betas": [1.0]})
+    one = {"beta_scale": 2.0, "beta_steps": 1, "alpha_scale": 3.0, "alpha_steps": 1, "views": 0}  # (0.1, 0.1)
+    result = TipAdapter(Prior(weights, SCALE, torch.ones(N_CLASSES)), _cfg(tip=one)).run(
+        task, *_xy(features, "test")
     )
-    result = tip.run(task, *_xy(features, "test"))
-    assert torch.equal(result.acc, torch.full((2,), _zeroshot_acc(features), dtype=torch.float64))
+    x, y = _xy(features, "test")
+    for h in range(2):
+        cache = (
+            torch.exp(-0.1 * (1 - x @ task.support[h].T)) @ F.one_hot(task.support_labels, N_CLASSES).float()
+        )
+        expected = head_hits((SCALE * x @ weights.T + 0.1 * cache)[None], y)[0]
+        assert torch.equal(result.hits[h], expected)
 
 
 def test_gda_at_one_shot_is_the_zeroshot_classifier(features):

@@ -44,7 +44,7 @@ def test_head_sgd_matches_torch_sgd_with_momentum_and_a_cosine_schedule():
 
     def ours(params):
         cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))  # noqa: E731
-        groups = [(p, torch.full((3,), lr, dtype=p.dtype), momentum) for p in params]
+        groups = [(p, torch.full((3,), lr, dtype=p.dtype), momentum, 1) for p in params]
         return HeadSGD(groups, schedule=cosine), None
 
     def theirs(params):
@@ -58,5 +58,17 @@ def test_head_sgd_matches_torch_sgd_with_momentum_and_a_cosine_schedule():
 def test_head_sgd_step_size_is_per_head():
     params = [torch.zeros(2, 3)]
     params[0].grad = torch.ones(2, 3)
-    HeadSGD([(params[0], torch.tensor([1.0, 0.5]), 0.0)]).step()
+    HeadSGD([(params[0], torch.tensor([1.0, 0.5]), 0.0, 1)]).step()
     assert torch.equal(params[0], torch.tensor([[-1.0] * 3, [-0.5] * 3]))
+
+
+def test_lpp_blend_moves_every_tenth_step_by_the_gradient_summed_since_the_start():
+    alpha = torch.zeros(1, 2)
+    sgd = HeadSGD([(alpha, torch.tensor([0.1]), 1.0, 10)])
+    for step in range(1, 21):
+        alpha.grad = torch.full((1, 2), float(step))  # never zeroed by the optimiser: a running sum
+        sgd.step()
+        if step < 10:
+            assert torch.equal(alpha, torch.zeros(1, 2)), step  # unchanged between updates
+    # step 10: -0.1 * (1 + ... + 10); step 20: a further -0.1 * (1 + ... + 20)
+    assert torch.allclose(alpha, torch.full((1, 2), -0.1 * (55 + 210)))

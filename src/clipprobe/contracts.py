@@ -385,6 +385,12 @@ def load_features(folder: str | Path) -> tuple[dict[str, dict[str, Any]], dict]:
             )
         if "image_pre" in feats:
             _tensor(feats["image_pre"], path, "image_pre", "embed", "float32", 2, len(image))
+        for key, base in (("views", "image"), ("views_pre", "image_pre")):  # (V, N, width) augmented views
+            if key in feats:
+                views = _tensor(feats[key], path, key, "embed", "float16", 3)
+                if views.shape[1:] != feats[base].shape:
+                    want = f"'{key}' of shape (V, {', '.join(map(str, feats[base].shape))})"
+                    raise problem(path, want, str(tuple(views.shape)), "embed")
         splits[split] = feats
     if "projection" in text:
         projection, pre = text["projection"], splits["train"].get("image_pre")
@@ -518,6 +524,14 @@ def read_stability() -> dict:
     if not paths.VERDICTS.exists():
         return {}
     return read_json(paths.VERDICTS, "report", ["perturbation", "claims"])
+
+
+def read_fewshot_before() -> dict:
+    """docs/fewshot_before.json (tools/fewshot_snapshot.py): {"protocol": str, "seeds": [int], "per_seed":
+    {"<K>shot_<method>": [acc per seed]}}; {} when it is absent (the report then shows no before/after)."""
+    if not paths.FEWSHOT_BEFORE.exists():
+        return {}
+    return read_json(paths.FEWSHOT_BEFORE, "report", ["protocol", "seeds", "per_seed"])
 
 
 def read_summary() -> dict:

@@ -27,12 +27,14 @@ from clipprobe.decoders.vqvae import build as build_vqvae
 from clipprobe.decoders.vqvae_train import Pairs, train_vqvae
 from clipprobe.features.embed import embed_images, embed_texts
 from clipprobe.features.tower import FrozenTower, run_tower
+from clipprobe.features.views import embed_views
 from clipprobe.models.clip import create_clip, mean_std
 from clipprobe.models.pretrain import PretrainConfig, pretrain_clip
 from clipprobe.params import FewshotParams, VqvaeParams
 from clipprobe.plateau import PlateauRule
 from clipprobe.probes.fewshot.sweep import run_sweep
 from clipprobe.probes.logreg import fit_logreg
+from clipprobe.readouts import FEWSHOT_METHODS
 from clipprobe.runtime import start
 
 # sha256 of each loop's bytes under the deterministic CPU mode, made on an Intel Xeon (Sapphire Rapids) and
@@ -52,16 +54,17 @@ CPU = torch.device("cpu")
 THREADS = 2  # the default of params.yaml's `threads`: the fingerprint holds for that count
 CLASSES = ("red circle", "blue square", "green triangle", "yellow star", "purple cross", "white hexagon")
 TINY_FEWSHOT = {
-    "inits": ["random", "zeroshot", "clap", "lpp", "tip", "gda", "prolip"],
+    "inits": list(FEWSHOT_METHODS),
     "draws": 2,
     "epochs": 4,
     "eval_every": 2,
     "val_per_class": 2,
-    "linear": {"lr": 1e-3, "weight_decay": 0.0},
-    "clap": {"lr": 0.1},
-    "prolip": {"lr": 1e-3},
-    "tip": {"alphas": [0.0, 0.5, 1.0], "betas": [1.0]},
-    "gda": {"alphas": [0.0, 0.01, 1.0]},
+    "linear": {"lr": 1e-3, "weight_decay": 0.0, "lrs": [1e-4, 1e-3]},
+    "clap": {"lr": 0.1, "warmup_lr": 1e-5, "batch_size": 8, "views": 2},
+    "lpp": {"views": 1, "alpha_every": 2, "val_per_class": 3},
+    "prolip": {"lr": 1e-3, "views": 2},
+    "tip": {"beta_scale": 7, "beta_steps": 4, "alpha_scale": 3, "alpha_steps": 3, "views": 2},
+    "gda": {"alphas": [0.0, 0.01, 1.0], "views": 2},
     "modes": {"attributes": [], "shots": [2], "draws": 2, "epochs": 2},
 }
 ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, max_epochs=1)
@@ -96,10 +99,13 @@ class _Loops:
 
     def embedding(self) -> list[torch.Tensor]:
         features = embed_images(self.model, self.data.images, device=CPU, batch_size=32, pre_projection=True)
+        views = embed_views(
+            self.model, self.data.images[:16], 2, 0, device=CPU, batch_size=32, pre_projection=True
+        )
         text = embed_texts(
             self.model, self.tokenizer, list(CLASSES), ["a {}.", "a photo of a {}."], device=CPU
         )
-        return [*features.values(), text]
+        return [*features.values(), *views.values(), text]
 
     def frozen_tower(self) -> list[torch.Tensor]:
         tower = FrozenTower(self.model)
@@ -119,11 +125,18 @@ class _Loops:
             pre = torch.randn(48, pre_dim, generator=self.random)
             return {"image": pre @ projection["weight"].T, "image_pre": pre, "labels": labels}
 
+        def views(
+            pre: torch.Tensor,
+        ) -> dict[str, torch.Tensor]:  # two noisy "augmented" copies, as embed keeps
+            pre = pre + 0.3 * torch.randn(2, *pre.shape, generator=self.random)
+            return {"views": (pre @ projection["weight"].T).half(), "views_pre": pre.half()}
+
         projection = {
             "weight": torch.randn(dim, pre_dim, generator=self.random) / 8,
             "bias": torch.zeros(dim),
         }
         train, val, test = split(), split(), split()
+        train.update(views(train["image_pre"]))
         text = torch.randn(2, n_classes, dim, generator=self.random)
         cfg = FewshotParams.model_validate(TINY_FEWSHOT)
         sweep = run_sweep(train, val, test, text, 100.0, [1, 2], cfg, 0, projection=projection)

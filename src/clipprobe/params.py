@@ -128,6 +128,7 @@ class ClipParams(_Group):
 class EmbedParams(_Group):
     batch_size: PositiveInt
     pre_projection: bool
+    views: Annotated[int, Field(ge=0)]
     ensemble: Literal["cifar", "shapes"]
 
 
@@ -174,23 +175,43 @@ class TowerParams(_Group):
 class LinearRecipe(_Group):
     lr: PositiveFloat
     weight_decay: Annotated[float, Field(ge=0)]
+    lrs: Annotated[list[PositiveFloat], Field(min_length=1)]
+
+
+Views = Annotated[
+    int, Field(ge=0)
+]  # augmented views a method uses (at most embed.views); 0: the clean features
 
 
 class ClapRecipe(_Group):
     lr: PositiveFloat
+    warmup_lr: PositiveFloat
+    batch_size: PositiveInt
+    views: Views
+
+
+class LppRecipe(_Group):
+    views: Views
+    alpha_every: PositiveInt
+    val_per_class: PositiveInt
 
 
 class ProlipRecipe(_Group):
     lr: PositiveFloat
+    views: Views
 
 
 class TipRecipe(_Group):
-    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]
-    betas: Annotated[list[PositiveFloat], Field(min_length=1)]
+    beta_scale: Annotated[float, Field(gt=0.1)]
+    beta_steps: PositiveInt
+    alpha_scale: Annotated[float, Field(gt=0.1)]
+    alpha_steps: PositiveInt
+    views: Views
 
 
 class GdaRecipe(_Group):
     alphas: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]
+    views: Views
 
 
 class ModesParams(_Group):
@@ -214,6 +235,7 @@ class FewshotParams(_Group):
     val_per_class: PositiveInt
     linear: LinearRecipe
     clap: ClapRecipe
+    lpp: LppRecipe
     prolip: ProlipRecipe
     tip: TipRecipe
     gda: GdaRecipe

@@ -18,6 +18,9 @@ SUMMARY = (
 PLOTS = Path("plots")  # CSVs of DVC's plots, over seeds (the summary stage)
 REPORTS = Path("reports")
 VERDICTS = Path("docs/verdicts.json")  # bench/verdicts.py: each claim's verdict under a perturbation
+FEWSHOT_BEFORE = Path(
+    "docs/fewshot_before.json"
+)  # tools/fewshot_snapshot.py: few-shot results before a protocol change
 
 
 def clip_dir(seed: int) -> Path:

@@ -13,4 +13,14 @@ VQVAE_FLOORS = ("thumbnail", "mean_colour")  # untrained predictors the VQ-VAEs 
 
 # The few-shot methods (classes: probes.fewshot.registry.METHODS; labels: report.fewshot.LABELS). The order
 # fixes each method's random stream: append, never reorder.
-FEWSHOT_METHODS = ("random", "zeroshot", "clap", "lpp", "tip", "gda", "prolip")
+FEWSHOT_METHODS = (
+    "random",
+    "zeroshot",
+    "clap",
+    "lpp",
+    "tip",
+    "gda",
+    "prolip",
+    "random_swept",
+    "zeroshot_swept",
+)

@@ -115,6 +115,9 @@ def fewshot(runs: Runs, shots: Sequence[int], methods: Sequence[str]) -> dict:
             claims[f"{k}shot_{name}-zeroshot"] = _table_claim(table, [h["zeroshot"] for h in hits])
             if name != "random" and "random" in methods:
                 claims[f"{k}shot_{name}-random"] = _table_claim(table, [h[f"shots{k}_random"] for h in hits])
+            if name == "zeroshot_swept" and "random_swept" in methods:  # the report's pair at swept steps
+                other = [h[f"shots{k}_random_swept"] for h in hits]
+                claims[f"{k}shot_{name}-random_swept"] = _table_claim(table, other)
             if f"shots_{k}.{name}.acc_init" in metrics[0]:  # a trained method
                 for point in ("acc_init", "acc_last", "epoch_chosen"):
                     figures[f"{k}shot_{name}.{point}"] = per_seed(

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from clipprobe.contracts import read_fewshot_before
 from clipprobe.params import Params
 from clipprobe.report import figures
 from clipprobe.report.markdown import Summary, ci, pct
+from clipprobe.stats import t_interval
 
 ACC_FIGURE = "figures/fewshot_acc.png"
 CURVES_FIGURE = "figures/fewshot_curves.png"
@@ -24,7 +26,10 @@ LABELS = {  # every method of readouts.FEWSHOT_METHODS, as figures and tables na
     "tip": "Tip-Adapter",
     "gda": "GDA",
     "prolip": "ProLIP",
+    "random_swept": "random init, step size on val",
+    "zeroshot_swept": "zero-shot init, step size on val",
 }
+HEADS = {"random": "the random init", "zeroshot": "the zero-shot init"}  # the report's pair, by their words
 CURVE_METHODS = ("random", "zeroshot", "prolip")  # the curves figure: the report's pair, and ProLIP
 
 
@@ -116,6 +121,12 @@ def _tables(summary: Summary, shots: list[int], methods: list[str]) -> list[str]
     ]
 
 
+def _readings(summary: Summary, k: str, name: str) -> str:
+    """A trained head's two readings: at the epoch chosen on few-shot val and at its last epoch."""
+    chosen, last = summary.figure("fewshot", f"{k}_{name}"), summary.figure("fewshot", f"{k}_{name}.acc_last")
+    return f"{ci(chosen)}% at the epoch chosen on few-shot val, {ci(last)}% at its last epoch"
+
+
 def _findings(summary: Summary, first: int, methods: list[str]) -> str:
     """The report's few-shot findings at the smallest shot count, worded by their claims."""
     k = f"{first}shot"
@@ -123,23 +134,64 @@ def _findings(summary: Summary, first: int, methods: list[str]) -> str:
     if "random" in methods:
         said.append(summary.claim("fewshot", f"{k}_random-zeroshot").words("the random init", "zero-shot"))
     if "zeroshot" in methods:
-        init, last = (summary.figure("fewshot", f"{k}_zeroshot.{p}") for p in ("acc_init", "acc_last"))
+        init = summary.figure("fewshot", f"{k}_zeroshot.acc_init")
         said.append(
-            f"the zero-shot init starts at {ci(init)}% (the zero-shot classifier itself), falls to {ci(last)}% by "
-            f"its last epoch and keeps {ci(summary.figure('fewshot', f'{k}_zeroshot'))}% at the epoch chosen on "
-            "few-shot val"
+            f"the zero-shot init starts at {ci(init)}% (the zero-shot classifier itself) and keeps "
+            + _readings(summary, k, "zeroshot")
         )
         if "random" in methods:
+            said.append(f"the random init keeps {_readings(summary, k, 'random')}")
             said.append(
-                summary.claim("fewshot", f"{k}_zeroshot-random").words(
-                    "the zero-shot init", "the random init"
-                )
+                summary.claim("fewshot", f"{k}_zeroshot-random").words(HEADS["zeroshot"], HEADS["random"])
             )
+    for head, words in HEADS.items():
+        if f"{head}_swept" in methods:
+            said.append(
+                f"at the step size chosen on few-shot val, {words} keeps {_readings(summary, k, f'{head}_swept')}"
+            )
+    if {"random_swept", "zeroshot_swept"} <= set(methods):
+        said.append(
+            summary.claim("fewshot", f"{k}_zeroshot_swept-random_swept").words(
+                f"{HEADS['zeroshot']} at its swept step size", f"{HEADS['random']} at its own"
+            )
+        )
     for name in methods:
-        if name not in ("random", "zeroshot"):
+        if name not in ("random", "zeroshot", "random_swept", "zeroshot_swept"):
             said.append(summary.claim("fewshot", f"{k}_{name}-zeroshot").words(LABELS[name], "zero-shot"))
     shot = f"{first} shot" + ("" if first == 1 else "s")
     return f"At {shot} per class: " + "; ".join(said) + "." if said else ""
+
+
+def _protocol_table(summary: Summary, before: dict, shots: list[int], methods: list[str]) -> list[str]:
+    """Each method's accuracy at the fewest and most shots before and after the protocol change
+    (docs/fewshot_before.json), the difference paired seed by seed; empty when the seeds differ."""
+    if not before or before["seeds"] != summary.seeds:
+        return []
+    ends = sorted({shots[0], shots[-1]})
+    head = (
+        "| method | "
+        + " | ".join(f"{k} shot{'s' if k > 1 else ''}: before → after (change)" for k in ends)
+        + " |"
+    )
+    rows = [head, "|---|" + "---|" * len(ends)]
+    for name in methods:
+        cells = []
+        for k in ends:
+            old = before["per_seed"].get(f"{k}shot_{name}")
+            if old is None:
+                cells.append("new")
+                continue
+            new = summary.figure("fewshot", f"{k}shot_{name}")["per_seed"]
+            change, half = t_interval(np.subtract(new, old))
+            cell = f"{100 * np.mean(old):.2f} → {100 * np.mean(new):.2f} ({100 * change:+.2f} ± {100 * (half or 0):.2f})"
+            cells.append(f"**{cell}**" if half is not None and abs(change) > half else cell)
+        rows.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    return [
+        f"What the protocols changed. Before: {before['protocol']}. Test top-1 (%), mean over seeds; the change "
+        "is paired seed by seed (± 95% interval over seeds; bold where it excludes zero):",
+        "",
+        *rows,
+    ]
 
 
 def _prototype_paragraph(summary: Summary) -> str:
@@ -192,29 +244,44 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         _findings(summary, first, methods),
         "",
+        *_protocol_table(summary, read_fewshot_before(), shots, methods),
+        "",
         _prototype_paragraph(summary),
     ]
     return "\n".join(lines) + "\n"
 
 
 def _run_paragraph(params: Params) -> str:
-    cfg, shots = params.fewshot, params.shots
+    cfg, shots, views = params.fewshot, params.shots, params.embed.views
     each = f"each shot count K in {', '.join(map(str, shots))}" if len(shots) > 1 else f"K = {shots[0]} shots"
+    betas, alphas = cfg.tip.beta_steps, cfg.tip.alpha_steps
     return (
         f"Frozen `{params.clip.arch}` features of `{params.data.classification}`, L2-normalised, for each training "
         f"seed's CLIP. For {each}, {cfg.draws} support sets of K train images per class are drawn "
         f"without replacement, each with a few-shot val set of min(K, {cfg.val_per_class}) val images per class; "
-        "every method sees the same draws, so differences are paired. Random and zero-shot init share one recipe "
-        f"(logits = logit scale x features x W + b, AdamW lr {cfg.linear.lr:g}, weight decay "
-        f"{cfg.linear.weight_decay:g}, {cfg.epochs} full-batch epochs); they and LP++ (step sizes from its "
-        "Lipschitz bounds) keep the earliest evaluation point (every "
-        f"{cfg.eval_every} epochs, epoch 0 included) whose few-shot val accuracy is within one paired standard "
-        "error of the best. CLAP (zero-shot-initialised cosine classifier with its class-wise pull to the text "
-        f"weights, SGD lr {cfg.clap.lr:g}, cosine schedule) and ProLIP (fine-tunes CLIP's last visual projection "
-        "on the cached pre-projection features with a pull lambda ||W - W0||^2 to the pretrained projection, "
-        f"lambda = 1/K, Adam lr {cfg.prolip.lr:g}, cosine schedule; it starts exactly at zero-shot) are "
-        "validation-free and keep the last epoch. "
-        f"Tip-Adapter ({len(cfg.tip.alphas)} x {len(cfg.tip.betas)} grid) and GDA ({len(cfg.gda.alphas)} weights) "
-        "are training-free and take the grid point with the best few-shot val accuracy. The few-shot val sets "
-        "are extra labelled images; the test split only scores the chosen models."
+        "every method sees the same draws, so differences are paired. The embed stage also caches "
+        f"{views} augmented views of every train image (random resized crop of 50-100% of the area, then a "
+        "horizontal flip), and each method below uses the views its official code uses, up to that number. "
+        "Random and zero-shot init share the report's recipe (logits = logit scale x features x W + b, AdamW lr "
+        f"{cfg.linear.lr:g}, weight decay {cfg.linear.weight_decay:g}, {cfg.epochs} full-batch epochs on the clean "
+        f"features); both keep the evaluation point (every {cfg.eval_every} epochs, epoch 0 included) with the "
+        "best few-shot val accuracy, ties to the later, and their last epoch is reported beside it. The same two "
+        f"heads also run at each step size of {', '.join(f'{lr:g}' for lr in cfg.linear.lrs)}, the step size and "
+        "epoch chosen per draw on few-shot val (ties: the smaller step, the later epoch). "
+        f"CLAP (zero-shot-initialised cosine classifier with its class-wise pull to the text weights; SGD lr "
+        f"{cfg.clap.lr:g}, minibatches of {cfg.clap.batch_size}, one warm-up epoch at {cfg.clap.warmup_lr:g}, "
+        f"then a cosine; {cfg.clap.views} views, one per epoch) and ProLIP (fine-tunes CLIP's last visual "
+        "projection on the cached pre-projection features with a pull lambda ||W - W0||^2 to the pretrained "
+        f"projection, lambda = 1/K, Adam lr {cfg.prolip.lr:g}, cosine schedule, {cfg.prolip.views} views, one "
+        "per epoch; it starts exactly at zero-shot) are validation-free and keep the last epoch. LP++ (step "
+        f"sizes from its Lipschitz bounds; {cfg.lpp.views} augmented view; its blend weights step every "
+        f"{cfg.lpp.alpha_every} epochs by their accumulated gradient) keeps its best epoch on min(K, "
+        f"{cfg.lpp.val_per_class}) val images per class, ties to the later. Tip-Adapter (cache keys averaged over "
+        f"{cfg.tip.views} views; the official {betas} x {alphas} grid of beta and alpha) and GDA (means and "
+        f"covariance over {cfg.gda.views} views; {len(cfg.gda.alphas)} weights) are training-free and take the "
+        "first grid point with the best few-shot val accuracy. Deliberate differences from the official code: "
+        "every method selects on the same small few-shot val set (the official ones use a dataset's val "
+        "split), the views are crops of the embedded world's 64-pixel images, and a method whose official "
+        "number of views exceeds the cache uses the cache's (each epoch then cycles through them). The few-shot "
+        "val sets are extra labelled images; the test split only scores the chosen models."
     )

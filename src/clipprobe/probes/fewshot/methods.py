@@ -7,14 +7,15 @@ the template ensemble and CLIP's logit scale s. Features are L2-normalised.
   (b = 0), trained with the same plain AdamW recipe. At step 0 the zeroshot head *is* the zero-shot classifier.
 - `clap` (Silva-Rodriguez et al., CVPR'24; jusiro/CLAP): the zero-shot-initialised cosine classifier
   s * x normalise(P)^T plus CLAP's class-wise pull mean_c lambda_c ||P_c - t_c||^2, lambda_c = the zero-shot
-  softmax probability of class c on its own support images. Validation-free: SGD (momentum 0.9), cosine
-  schedule, the last epoch is kept.
+  softmax probability of class c on its own support images. Validation-free: SGD (momentum 0.9) in minibatches
+  of 256, one warm-up epoch then a cosine, on augmented views; the last epoch is kept.
 - `lpp` (LP++, Huang et al., CVPR'24; FereshteShakeri/FewShot-CLIP-Strong-Baseline): logits =
   x W^T + b + alpha_c * x W_zs,c^T, W starting at the class sums of the support features, alpha at 250 times the
   mean text logit of each class on its own support images; step sizes from the Lipschitz bounds (W, b:
-  4 M / lambda_max(S^T S), SGD momentum 0.9; alpha: M / (4 max_c sum_i (x_i . W_zs,c)^2), a gradient step per
-  epoch).
-`random`, `zeroshot` and `lpp` keep the evaluation point chosen on the few-shot val set (`Trace.chosen`).
+  4 M / lambda_max(S^T S), SGD momentum 0.9; alpha: M / (4 max_c sum_i (x_i . W_zs,c)^2), a step every 10
+  epochs by the gradient accumulated since the start), on one augmented view.
+`random`, `zeroshot` and `lpp` keep the evaluation point with the best few-shot val accuracy, ties to the
+later (`Trace.chosen`).
 The training-free methods (Tip-Adapter, GDA) are in `fewshot_closed`.
 """
 
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams
 from clipprobe.probes.fewshot.support import Task, class_means
-from clipprobe.probes.fewshot.train import HeadAdamW, HeadSGD, Trace
+from clipprobe.probes.fewshot.train import HeadAdamW, HeadSGD, Trace, minibatches
 
 RANDOM_INIT_STD = 0.01  # std of the random head's weights (on the unit-norm scale of W_zs)
 LPP_ALPHA_INIT = 250.0  # LP++: alpha_0 = 250 * mean text logit of a class on its own support images
@@ -67,10 +68,13 @@ def _heads(task: Task, tensor: torch.Tensor) -> torch.Tensor:
 
 
 class LinearHead:
-    """logits = s * x W^T + b, plain AdamW, the epoch chosen on few-shot val; subclasses choose W's init."""
+    """logits = s * x W^T + b, plain AdamW, the epoch chosen on few-shot val; subclasses choose W's init.
+    The report's recipe: the clean features, full batch."""
 
     select = "val"
     pre_projection = False
+    views = 0
+    batch_size = None
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
         self.prior, self.lr, self.weight_decay = prior, cfg.linear.lr, cfg.linear.weight_decay
@@ -110,10 +114,31 @@ class ZeroshotHead(LinearHead):
         return _heads(task, self.prior.weights)
 
 
+class SweptStep:
+    """The same head at every step size of `fewshot.linear.lrs` (ascending), from the same init; per draw the
+    step size and epoch with the best few-shot val accuracy are kept (ties: the smaller step, the later epoch):
+    the report's heads judged at a step size that does not destroy a good init (`sweep.run_method`)."""
+
+    def __init__(self, prior: Prior, cfg: FewshotParams):
+        super().__init__(prior, cfg)
+        self.lrs = sorted(cfg.linear.lrs)
+        self.drivers = f"fewshot.linear.lrs (got {self.lrs})"
+
+
+class RandomSwept(SweptStep, RandomHead):
+    """`random_swept`: the random init at the step size chosen on few-shot val."""
+
+
+class ZeroshotSwept(SweptStep, ZeroshotHead):
+    """`zeroshot_swept`: the zero-shot init at the step size chosen on few-shot val."""
+
+
 class Clap:
     """ZS-LP (cosine classifier from W_zs) with CLAP's class-wise L2 pull; validation-free, last epoch.
 
-    As in CLAP's code the prototypes live at the scale of the raw text embeddings (t_c = |mean raw text_c| *
+    Its official schedule (jusiro/CLAP configs/trainers/SGD_lr1e-1_B256_ep300.yaml, Dassl's loader): minibatches
+    of `batch_size` (the last incomplete one dropped), one epoch of warm-up at a constant `warmup_lr`, then a
+    cosine over the epochs, on augmented views (one per epoch). As in CLAP's code the prototypes live at the scale of the raw text embeddings (t_c = |mean raw text_c| *
     W_zs,c): the logits only see their direction, but the balance between the cross-entropy (whose gradient
     shrinks as 1 / |P|) and the pull (which does not) depends on it.
     """
@@ -122,7 +147,8 @@ class Clap:
     pre_projection = False
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
-        self.prior, self.lr = prior, cfg.clap.lr
+        self.prior, self.lr, self.warmup_lr = prior, cfg.clap.lr, cfg.clap.warmup_lr
+        self.views, self.batch_size = cfg.clap.views, cfg.clap.batch_size
         self.drivers = f"fewshot.clap.lr (got {self.lr:g})"
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -144,23 +170,42 @@ class Clap:
 
     def optimizer(self, state: dict[str, torch.Tensor], task: Task, epochs: int) -> HeadSGD:
         lr = torch.full((task.draws,), self.lr, device=task.support.device)
-        cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / epochs))  # noqa: E731
-        return HeadSGD([(state["prototypes"], lr, MOMENTUM)], schedule=cosine)
+        steps = minibatches(task.support.shape[1], self.batch_size)[0]
+        return HeadSGD(
+            [(state["prototypes"], lr, MOMENTUM, 1)], schedule=lambda step: self.factor(step // steps, epochs)
+        )
+
+    def factor(self, epoch: int, epochs: int) -> float:
+        """The step size of `epoch` as a factor of lr: Dassl's constant warm-up for the first epoch, then the
+        cosine of the epoch."""
+        if epoch == 0:
+            return self.warmup_lr / self.lr
+        return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
 
 
 class LinearProbePP:
-    """LP++: visual prototypes plus a class-wise blend of the text weights, step sizes from its bounds."""
+    """LP++: visual prototypes plus a class-wise blend of the text weights, step sizes from its bounds.
+
+    Its official protocol (FereshteShakeri/FewShot-CLIP-Strong-Baseline methods/linear_probe_p2.py): one
+    augmented view of the support set, full batch; the blend moves only every `alpha_every` epochs, by a
+    gradient that accumulates from the start and is never zeroed; the best epoch on a val set of K images per
+    class (ties to the later).
+    """
 
     select = "val"
     pre_projection = False
+    batch_size = None
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
-        self.prior = prior
+        self.prior, self.views, self.alpha_every = prior, cfg.lpp.views, cfg.lpp.alpha_every
+        self.val_per_class = cfg.lpp.val_per_class
         self.drivers = f"fewshot.epochs (got {cfg.epochs}; LP++ sets its own step sizes)"
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
         w_zs, support = self.prior.weights, task.support
         n_support = support.shape[1]
+        if self.views and task.support_views is not None:  # what it trains on: its one augmented view
+            support = F.normalize(task.support_views[0], dim=-1)
         with torch.no_grad():
             text = support @ w_zs.T  # (H, M, C) unscaled text logits
             own = class_means(text, task.support_labels, len(w_zs)).diagonal(dim1=1, dim2=2)  # (H, C)
@@ -184,9 +229,9 @@ class LinearProbePP:
     def optimizer(self, state: dict[str, torch.Tensor], task: Task, epochs: int) -> HeadSGD:
         return HeadSGD(
             [
-                (state["weight"], self.lr_w, MOMENTUM),
-                (state["bias"], self.lr_w, MOMENTUM),
-                (state["alpha"], self.lr_alpha, 0.0),
+                (state["weight"], self.lr_w, MOMENTUM, 1),
+                (state["bias"], self.lr_w, MOMENTUM, 1),
+                (state["alpha"], self.lr_alpha, 1.0, self.alpha_every),  # momentum 1: the running sum
             ]
         )
 
@@ -195,12 +240,13 @@ class ProLIP:
     """ProLIP (Fahes et al. 2024; astra-vision/ProLIP): fine-tune CLIP's last visual projection W on the
     pre-projection features, logits = s * normalise(x_pre W^T + b) W_zs^T, with the Frobenius pull
     lambda ||W - W0||^2 to the pretrained projection, lambda = 1 / K for K shots: validation-free. Its
-    official recipe: Adam (eps 1e-4) with a cosine schedule, full batch, the bias frozen, the last epoch kept.
-    At step 0 W = W0, so the head is the zero-shot classifier.
+    official recipe: Adam (eps 1e-4) with a cosine schedule, full batch, the bias frozen, the last epoch kept,
+    on augmented views (one per epoch). At step 0 W = W0, so the head is the zero-shot classifier.
     """
 
     select = "last"
     pre_projection = True
+    batch_size = None
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
         if prior.projection is None:
@@ -208,7 +254,7 @@ class ProLIP:
                 "fewshot.inits: prolip trains CLIP's last projection and needs the pre-projection features; "
                 "set embed.pre_projection to true"
             )
-        self.prior, self.lr = prior, cfg.prolip.lr
+        self.prior, self.lr, self.views = prior, cfg.prolip.lr, cfg.prolip.views
         self.weight0, self.bias = prior.projection
         self.drivers = f"fewshot.prolip.lr (got {self.lr:g})"
 

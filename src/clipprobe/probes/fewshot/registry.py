@@ -6,7 +6,15 @@ Adding a method is one entry here, its label in readouts.py, and its class."""
 from __future__ import annotations
 
 from clipprobe.probes.fewshot.closed import GaussianDiscriminant, TipAdapter
-from clipprobe.probes.fewshot.methods import Clap, LinearProbePP, ProLIP, RandomHead, ZeroshotHead
+from clipprobe.probes.fewshot.methods import (
+    Clap,
+    LinearProbePP,
+    ProLIP,
+    RandomHead,
+    RandomSwept,
+    ZeroshotHead,
+    ZeroshotSwept,
+)
 
 METHODS: dict[str, type] = {
     "random": RandomHead,
@@ -16,4 +24,6 @@ METHODS: dict[str, type] = {
     "tip": TipAdapter,
     "gda": GaussianDiscriminant,
     "prolip": ProLIP,
+    "random_swept": RandomSwept,
+    "zeroshot_swept": ZeroshotSwept,
 }

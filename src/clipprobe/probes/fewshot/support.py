@@ -33,6 +33,9 @@ class Task:
     val_index: torch.Tensor  # (H, V) rows of the val split
     support_pre: torch.Tensor | None = None  # (H, M, P) the support's pre-projection features, when cached
     val_pre: torch.Tensor | None = None  # (H, V, P)
+    support_views: torch.Tensor | None = None  # (A, H, M, D) raw features of A augmented views, when cached
+    support_views_pre: torch.Tensor | None = None  # (A, H, M, P) their pre-projection features (view-major:
+    # one view of every draw is one contiguous block, what a training epoch reads)
 
     @property
     def draws(self) -> int:
@@ -49,8 +52,8 @@ class Task:
             self.val_labels,
             self.support_index[one],
             self.val_index[one],
-            None if self.support_pre is None else self.support_pre[one],
-            None if self.val_pre is None else self.val_pre[one],
+            *(None if t is None else t[one] for t in (self.support_pre, self.val_pre)),
+            *(None if t is None else t[:, one] for t in (self.support_views, self.support_views_pre)),
         )
 
 
@@ -91,12 +94,14 @@ def make_task(
     seed: int,
     device: torch.device | str = "cpu",
     pre: tuple[torch.Tensor, torch.Tensor] | None = None,
+    views: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
 ) -> Task:
     """Draw `draws` support sets of `shots` per class from train and few-shot val sets of min(K, val_per_class)
     per class from val (capped by the smallest val class), as one stacked `Task` on `device`.
 
     train, val: ((N, D) L2-normalised features, (N,) labels) of the train and val splits; pre: their (N, P)
-    pre-projection features, gathered for the same rows when given.
+    pre-projection features, gathered for the same rows when given; views: the train split's (A, N, D) and
+    (A, N, P) augmented views (any dtype; gathered as float32), when cached.
     """
     (train_x, train_y), (val_x, val_y) = train, val
     check_shots([shots], train_y, n_classes)
@@ -115,7 +120,14 @@ def make_task(
         val_index=val_index,
         support_pre=None if pre is None else pre[0][support_index].to(device),
         val_pre=None if pre is None else pre[1][val_index].to(device),
+        support_views=_gather_views(views[0], support_index, device),
+        support_views_pre=_gather_views(views[1], support_index, device),
     )
+
+
+def _gather_views(views: torch.Tensor | None, index: torch.Tensor, device) -> torch.Tensor | None:
+    """(A, N, F) views, (H, M) rows -> (A, H, M, F) float32 on `device`."""
+    return None if views is None else views[:, index].float().to(device)
 
 
 def class_means(values: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from clipprobe.probes.fewshot import modes
 from clipprobe.probes.fewshot.methods import MethodResult, Prior
 from clipprobe.probes.fewshot.registry import METHODS
 from clipprobe.probes.fewshot.support import Task, check_shots, class_means, make_task
-from clipprobe.probes.fewshot.train import head_hits, train_heads
+from clipprobe.probes.fewshot.train import best_of_runs, head_hits, train_heads
 from clipprobe.probes.zeroshot import zeroshot_logits, zeroshot_weights
 from clipprobe.progress import progress as progress_bar
 from clipprobe.stats import crossed_interval, t_interval
@@ -48,30 +48,40 @@ class Sweep:
 
 
 def run_method(
-    name: str,
+    method,
     cfg: FewshotParams,
-    prior: Prior,
     task: Task,
     test: torch.Tensor,
     test_labels: torch.Tensor,
     generator: torch.Generator,
     test_pre: torch.Tensor | None = None,
 ) -> MethodResult:
-    """Run method `name` on every draw of `task`; the test split only scores the already chosen model."""
-    method = METHODS[name](prior, cfg)
+    """Run `method` (a `registry.METHODS` instance) on every draw of `task`; the test split only scores the
+    already chosen model."""
     if hasattr(method, "run"):  # training-free
         return method.run(task, test, test_labels)
-    trace = train_heads(
-        method,
-        task,
-        test,
-        test_labels,
-        epochs=cfg.epochs,
-        eval_every=cfg.eval_every,
-        generator=generator,
-        test_pre=test_pre,
-    )
-    return MethodResult(trace.selected(method.select), trace=trace)
+    start, traces = generator.get_state(), []
+    for lr in getattr(method, "lrs", [None]):  # a swept head trains once per step size, from the same init
+        if lr is not None:
+            method.lr = lr
+        generator.set_state(start)
+        traces.append(
+            train_heads(
+                method,
+                task,
+                test,
+                test_labels,
+                epochs=cfg.epochs,
+                eval_every=cfg.eval_every,
+                generator=generator,
+                test_pre=test_pre,
+            )
+        )
+    if len(traces) == 1:
+        return MethodResult(traces[0].selected(method.select), trace=traces[0])
+    trace, pick = best_of_runs(traces)
+    lrs = torch.tensor(method.lrs, dtype=torch.float64)[pick]
+    return MethodResult(trace.selected(method.select), trace=trace, choice={"lr": lrs})
 
 
 def class_mean_hits(
@@ -143,15 +153,22 @@ def run_sweep(
     class_mean = class_mean_hits(train_xy, test_x, test_y, n_classes)
     pre = (train["image_pre"].float(), val["image_pre"].float()) if with_pre else None
     test_pre = test["image_pre"].float().to(device) if with_pre else None
+    views = (train.get("views"), train.get("views_pre") if with_pre else None)
     results: dict[int, dict[str, MethodResult]] = {}
     bar = progress_bar(total=len(shots) * len(cfg.inits), desc="few-shot", enabled=progress)
     for k in shots:
-        task = make_task(k, train_xy, val_xy, n_classes, cfg.draws, cfg.val_per_class, seed, device, pre=pre)
+        tasks: dict[int, Task] = {}  # by val images per class: the same support sets, val sets nested
         results[k] = {}
         for name in cfg.inits:
+            method = METHODS[name](prior, cfg)
+            per_class = getattr(method, "val_per_class", cfg.val_per_class)  # LP++ validates on K per class
+            if per_class not in tasks:
+                tasks[per_class] = make_task(
+                    k, train_xy, val_xy, n_classes, cfg.draws, per_class, seed, device, pre=pre, views=views
+                )
             stream = np.random.SeedSequence([seed, k, _INIT_STREAM, list(METHODS).index(name)])
             generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
-            results[k][name] = run_method(name, cfg, prior, task, test_x, test_y, generator, test_pre)
+            results[k][name] = run_method(method, cfg, tasks[per_class], test_x, test_y, generator, test_pre)
             bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
             bar.update()
     bar.close()

@@ -35,6 +35,8 @@ class TrainedMethod(Protocol):
     select: str  # "val": the point chosen on few-shot val (`Trace.chosen`); "last": the final epoch
     drivers: str  # the params a divergence of its training names ("fewshot.linear.lr (got 0.001)")
     pre_projection: bool  # trains on the features before CLIP's last projection (Task.support_pre, ...)
+    views: int  # augmented views it cycles through, one per epoch (`epoch_support`); 0: the clean features
+    batch_size: int | None  # minibatch rows per step (`minibatches`); None: the whole support set
 
     def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]: ...
 
@@ -47,28 +49,35 @@ class TrainedMethod(Protocol):
 
 
 class HeadSGD:
-    """SGD with momentum whose step size is a per-head (H,) tensor, times an optional schedule of the step."""
+    """SGD with momentum whose step size is a per-head (H,) tensor, times an optional schedule of the step.
+
+    A group is (parameter with leading head axis, (H,) step size, momentum, every): its buffer gathers
+    `momentum * buffer + gradient` at every step, and the parameter moves by it only every `every`-th step.
+    Momentum 1 with every 10 is LP++'s update of its blending weights: a gradient that accumulates and is
+    never zeroed, applied every 10 epochs.
+    """
 
     def __init__(
         self,
-        groups: list[tuple[torch.Tensor, torch.Tensor, float]],
+        groups: list[tuple[torch.Tensor, torch.Tensor, float, int]],
         schedule: Callable[[int], float] = lambda step: 1.0,
     ):
-        self.groups = groups  # (parameter with leading head axis, (H,) step size, momentum)
-        self.buffers = [torch.zeros_like(p) for p, _, _ in groups]
+        self.groups = groups
+        self.buffers = [torch.zeros_like(p) for p, *_ in groups]
         self.schedule, self.n_step = schedule, 0
 
     def zero_grad(self) -> None:
-        for p, _, _ in self.groups:
+        for p, *_ in self.groups:
             p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
         factor = self.schedule(self.n_step)
-        for (p, lr, momentum), buf in zip(self.groups, self.buffers, strict=True):
-            buf.mul_(momentum).add_(p.grad)
-            p.sub_(factor * lr.view(-1, *[1] * (p.ndim - 1)) * buf)
         self.n_step += 1
+        for (p, lr, momentum, every), buf in zip(self.groups, self.buffers, strict=True):
+            buf.mul_(momentum).add_(p.grad)
+            if self.n_step % every == 0:
+                p.sub_(factor * lr.view(-1, *[1] * (p.ndim - 1)) * buf)
 
 
 class HeadAdamW:
@@ -109,21 +118,14 @@ class HeadAdamW:
             p.addcdiv_(m, denom, value=-lr / correction1)
 
 
-def earliest_within_noise(hits: torch.Tensor) -> torch.Tensor:
-    """(E, H, V) per-image val hits of E candidates ordered from simplest to boldest -> (H,) chosen index.
+def best_latest(hits: torch.Tensor) -> torch.Tensor:
+    """(E, H, V) per-image val hits at E evaluation points -> (H,) index of the best point, ties to the later.
 
-    The one-standard-error rule (Hastie et al., ESL 7.10) with a paired standard error: keep the first
-    candidate whose deficit to the best on the same val images, (b - c) with b = images only the best gets
-    right and c = images only the candidate gets right, is at most McNemar's standard error sqrt(b + c).
-    With 1-4 val images per class a plain argmax mostly picks noise: on the embedded default it moved the
-    zero-shot init off epoch 0 for half the 1-shot draws, at a cost of ~1.5 points (measured on val).
+    The rule of LP++'s official code (`acc_val >= best_acc`) for every method that keeps a val-chosen epoch:
+    with 1-16 val images per class many points tie, and the later one has trained longest.
     """
-    best = hits.sum(dim=-1).argmax(dim=0)  # (H,) first best
-    best_hits = hits[best, torch.arange(hits.shape[1])]  # (H, V)
-    only_best = (best_hits & ~hits).sum(dim=-1)  # (E, H)
-    only_candidate = (hits & ~best_hits).sum(dim=-1)
-    within = (only_best - only_candidate) <= (only_best + only_candidate).double().sqrt()
-    return within.double().argmax(dim=0)  # the first candidate within noise (the best always is)
+    correct = hits.sum(dim=-1)  # (E, H)
+    return len(correct) - 1 - correct.flip(0).argmax(dim=0)  # argmax returns the first maximum
 
 
 @dataclass
@@ -146,14 +148,35 @@ class Trace:
         return self.test_hits.double().mean(dim=-1)
 
     def chosen(self, select: str) -> torch.Tensor:
-        """(H,) index of the kept evaluation point: "last", or "val": `earliest_within_noise` over epochs."""
+        """(H,) index of the kept evaluation point: "last", or "val": `best_latest` over epochs."""
         if select == "last":
             return torch.full((self.test_hits.shape[1],), len(self.epochs) - 1)
-        return earliest_within_noise(self.val_hits)
+        return best_latest(self.val_hits)
 
     def selected(self, select: str) -> torch.Tensor:
         """(H, N) test hits of the kept evaluation point per head."""
         return self.test_hits[self.chosen(select), torch.arange(self.test_hits.shape[1])]
+
+
+def best_of_runs(traces: list[Trace]) -> tuple[Trace, torch.Tensor]:
+    """Per head, the run (one per step size, in ascending order) whose best few-shot val point is best, ties to
+    the earlier run: its (E, H, ...) hits and final state, and the (H,) index of the run kept. Within the kept
+    run `Trace.chosen("val")` then picks that best point, ties to the later epoch."""
+    best = torch.stack([trace.val_hits.sum(dim=-1).amax(dim=0) for trace in traces])  # (L, H)
+    pick = best.argmax(dim=0)  # the first maximum: the smaller step size
+    heads = torch.arange(len(pick))
+
+    def gather(hits: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(hits)[pick, :, heads].transpose(0, 1)  # (L, E, H, V) -> (E, H, V)
+
+    state = {
+        name: torch.stack([traces[p].state[name][h] for h, p in enumerate(pick.tolist())])
+        for name in traces[0].state
+    }
+    trace = Trace(
+        traces[0].epochs, gather([t.val_hits for t in traces]), gather([t.test_hits for t in traces]), state
+    )
+    return trace, pick
 
 
 def head_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -166,6 +189,24 @@ def head_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     true = logits.gather(-1, index).squeeze(-1)  # (H, N)
     rival = logits.scatter_(-1, index, -math.inf).amax(dim=-1)  # best other class, in place
     return (true > rival).cpu()
+
+
+def minibatches(n_support: int, batch_size: int | None) -> tuple[int, int]:
+    """(steps per epoch, rows per step) of Dassl's train loader, which CLAP and CoOp train with: batches of
+    `batch_size`, the last incomplete one dropped, or one batch of everything when there are fewer rows."""
+    if batch_size is None or n_support < batch_size:
+        return 1, n_support
+    return n_support // batch_size, batch_size
+
+
+def epoch_support(task: Task, pre_projection: bool, views: int, epoch: int) -> torch.Tensor:
+    """(H, M, D) support features of one epoch: the clean ones, or with `views` (and cached views), augmented
+    view `epoch mod min(views, cached)` of every image, L2-normalised like the clean features."""
+    bank = task.support_views_pre if pre_projection else task.support_views
+    if views == 0 or bank is None:
+        return task.support_pre if pre_projection else task.support
+    x = bank[epoch % min(views, len(bank))]
+    return x if pre_projection else F.normalize(x, dim=-1)
 
 
 def eval_points(epochs: int, eval_every: int) -> list[int]:
@@ -184,7 +225,8 @@ def train_heads(
     generator: torch.Generator,
     test_pre: torch.Tensor | None = None,
 ) -> Trace:
-    """Full-batch training of all draws of `task` for `epochs` steps (one step = one pass over the support set).
+    """Training of all draws of `task` for `epochs` passes over the support set, in one full batch or in the
+    method's minibatches, on the clean features or on the method's augmented views.
 
     Parameters
     ----------
@@ -193,15 +235,13 @@ def train_heads(
 
     Returns the few-shot val and test hits of every head at each of `eval_points(epochs, eval_every)`.
     """
-    if method.pre_projection:
-        support, val, test = task.support_pre, task.val_pre, test_pre
-    else:
-        support, val = task.support, task.val
+    val = task.val_pre if method.pre_projection else task.val
+    test = test_pre if method.pre_projection else test
     state = method.init(task, generator)
     opt = method.optimizer(state, task, epochs)
     points = eval_points(epochs, eval_every)
     n_heads, n_support = task.support.shape[:2]
-    targets = task.support_labels.repeat(n_heads)  # (H * M,) the same classes for every draw
+    steps, rows = minibatches(n_support, method.batch_size)
     val_hits, test_hits = [], []
     for epoch in range(epochs + 1):
         if epoch in points:
@@ -210,21 +250,33 @@ def train_heads(
                 test_hits.append(head_hits(method.logits(state, test), test_labels))
         if epoch == epochs:
             break
-        logits = method.logits(state, support)  # (H, M, C)
-        # sum over heads of each head's mean cross-entropy: heads stay independent
-        loss = F.cross_entropy(logits.flatten(0, 1), targets, reduction="sum") / n_support
-        loss = loss + method.penalty(state, task)
-        if epoch == 0:
-            start_loss = loss.detach()
-        if epoch + 1 in points and not bool(
-            loss <= DIVERGED * start_loss
-        ):  # NaN fails too; checked at evaluation points only
-            raise ClipprobeError(
-                f"{method.drivers}: few-shot training diverged (loss {loss.item():.3g} by epoch {epoch + 1}, "
-                f"{start_loss.item():.3g} at the start); lower the learning rate"
-            )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        support = epoch_support(task, method.pre_projection, method.views, epoch)
+        # each head its own shuffle of its support set per epoch (only when it is cut into batches)
+        order = (
+            None if rows == n_support else torch.rand(n_heads, n_support, generator=generator).argsort(dim=1)
+        )
+        for step in range(steps):
+            if order is None:
+                x, targets = support, task.support_labels.repeat(n_heads)  # the same classes for every draw
+            else:
+                index = order[:, step * rows : (step + 1) * rows].to(support.device)  # (H, B)
+                x = support.gather(1, index[..., None].expand(-1, -1, support.shape[-1]))
+                targets = task.support_labels[index].flatten()
+            logits = method.logits(state, x)  # (H, B, C)
+            # sum over heads of each head's mean cross-entropy: heads stay independent
+            loss = F.cross_entropy(logits.flatten(0, 1), targets, reduction="sum") / rows
+            loss = loss + method.penalty(state, task)
+            if epoch == 0 and step == 0:
+                start_loss = loss.detach()
+            if (
+                epoch + 1 in points and step == steps - 1 and not bool(loss <= DIVERGED * start_loss)
+            ):  # NaN fails too; checked at evaluation points only
+                raise ClipprobeError(
+                    f"{method.drivers}: few-shot training diverged (loss {loss.item():.3g} by epoch {epoch + 1}, "
+                    f"{start_loss.item():.3g} at the start); lower the learning rate"
+                )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     final = {name: value.detach() for name, value in state.items()}
     return Trace(points, torch.stack(val_hits), torch.stack(test_hits), final)
