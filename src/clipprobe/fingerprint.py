@@ -42,10 +42,10 @@ from clipprobe.runtime import start
 # purpose: `python -m clipprobe.cpu --update` prints the new dict.
 GOLDEN = {
     "clip pretraining": "32f83a8e7e5ef2a07f5bfdf92815a870dff9788495ce56b1387458b786531a95",
-    "embedding": "382fc558abadef04907e706f0f2cc6830c311d4d63709f1e1e962c622c580377",
+    "embedding": "4a868c8ad6dfbb4aa380cec6ffcfa9159bc162addc855a893b66ef7e5eb87ea6",
     "frozen tower": "2baad3430dc6cb900c2b9d78b6931910ce1aba69947beab99d228a0fc00b4c98",
-    "few-shot heads": "59d4456d48cae881fd895476a5c10370680036bf85ffd318c532547419416679",
-    "logistic regression": "643d213dd3c04717b2e3c67469c7cf9fb4af084fef27cbd1626a54851830ad92",
+    "few-shot heads": "ec213f71fa4fc4fbc2f0dc9c664f0963b6e406e41da63b218fe6f6f017fed4a0",
+    "logistic regression": "acd3b7925edfe9596f8978eaf85be6405baa714e69a59df3b28f1dc241b095a9",
     "vq-vae": "0bf5729832d8ab0ad3e6766f2af7f6d97eec4898f3b140f2c6ea8b03d958b725",
     "segmentation": "44d9ce14b2ea8951c2026ad491ece92456824115d6d18c5ce04b7796c1971546",
 }
