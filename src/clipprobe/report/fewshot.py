@@ -191,6 +191,7 @@ def _protocol_table(summary: Summary, before: dict, shots: list[int], methods: l
         "is paired seed by seed (± 95% interval over seeds; bold where it excludes zero):",
         "",
         *rows,
+        "",
     ]
 
 
@@ -245,7 +246,6 @@ def render(params: Params, out_dir: Path) -> str:
         _findings(summary, first, methods),
         "",
         *_protocol_table(summary, read_fewshot_before(), shots, methods),
-        "",
         _prototype_paragraph(summary),
     ]
     return "\n".join(lines) + "\n"
