@@ -41,9 +41,14 @@ def _stage_order(repo: Path) -> list[str]:
 
 def pipeline_copy(repo: Path, seeds: list[int] | None = None) -> None:
     """A fresh git + DVC repo at `repo` holding the pipeline (dvc.yaml, params.yaml, stages/, src/, docs/'s
-    verdicts), with `seeds` as its training seeds when given: no DVC cache, no run-cache."""
+    records the report reads), with `seeds` as its training seeds when given: no DVC cache, no run-cache."""
     repo.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml", "stages", "src", "docs/verdicts.json"):
+    report_records = [
+        d
+        for d in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]["deps"]
+        if d.startswith("docs/")
+    ]
+    for name in ("dvc.yaml", "params.yaml", "stages", "src", *report_records):
         source, target = ROOT / name, repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():

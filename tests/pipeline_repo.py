@@ -87,6 +87,12 @@ def _merged(base: dict, top: dict) -> dict:
     return out
 
 
+def report_records() -> list[str]:
+    """The committed records the report stage reads besides results/: its deps under docs/ in dvc.yaml."""
+    report = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
+    return [dep for dep in report["deps"] if dep.startswith("docs/")]
+
+
 def make_repo(
     path: Path,
     overrides: dict,
@@ -99,7 +105,7 @@ def make_repo(
     default plus the profile `base` (conf/profile/<base>.yaml, e.g. "paper") plus `overrides` (dotted keys);
     committed, reproduced (in `env`) and committed again when `repro`. `extra` copies more files in
     (repo-relative name -> source)."""
-    for name in ("dvc.yaml", "stages", "src", "conf", "docs/verdicts.json"):
+    for name in ("dvc.yaml", "stages", "src", "conf", *report_records()):
         source = ROOT / name
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
