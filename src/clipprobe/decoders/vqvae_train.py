@@ -9,7 +9,6 @@ perplexity and the share of codes used are counted over the whole test split.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ def _terms(
 class Training:
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_ and val_ TERMS
     best_epoch: int = 0  # 1-based: the weights kept, lowest val reconstruction error
-    capped: bool = False  # stopped by max_epochs before its plateau
+    rising: bool = False  # its last fifth still improved: short of its plateau
 
 
 def train_vqvae(
@@ -69,15 +68,15 @@ def train_vqvae(
     device: torch.device,
     desc: str,
 ) -> Training:
-    """Adam on reconstruction MSE + commitment (the codebook follows by EMA) until the val reconstruction
-    error stops falling (`plateau`); the model ends with the weights of its best val epoch."""
+    """Adam on reconstruction MSE + commitment (the codebook follows by EMA) over the whole schedule
+    (`plateau`); the model ends with the weights of its epoch of lowest val reconstruction error."""
     generator = torch.Generator().manual_seed(seed)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and CUDA
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     plateau = Plateau(rule, False, lr, math.ceil(len(train) / batch_size))
     training, step = Training(), 0
-    bar = progress(desc=f"{desc} (epochs to the plateau, at most {rule.max_epochs})")
-    for epoch in itertools.count(1):
+    bar = progress(total=rule.max_epochs, desc=f"{desc} (epochs; the best val epoch is kept)")
+    for epoch in range(1, rule.max_epochs + 1):
         model.train()
         sums = {
             name: torch.zeros((), dtype=torch.float64, device=device) for name in TERMS
@@ -104,11 +103,10 @@ def train_vqvae(
         training.history.append(row)
         bar.set_postfix_str(f"val recon {row['val_recon']:.5f}")
         bar.update()
-        if plateau.end_epoch(row["val_recon"], model):
-            break
+        plateau.end_epoch(row["val_recon"], model)
     bar.close()
     plateau.restore_best(model)
-    training.best_epoch, training.capped = plateau.best_epoch, plateau.capped
+    training.best_epoch, training.rising = plateau.best_epoch, plateau.rising
     return training
 
 
