@@ -1,8 +1,8 @@
-"""fewshot stage (per seed): shot counts x methods x support-set draws on cached features, and the modes
-experiment (shapes world); metrics, per-image hits, curves."""
+"""fewshot stage (per seed): shot counts x methods x support-set draws on cached features; metrics, per-image
+hits, curves."""
 
 from clipprobe import paths
-from clipprobe.contracts import load_features, load_split
+from clipprobe.contracts import load_features
 from clipprobe.experiment import write_result
 from clipprobe.params import load_params
 from clipprobe.probes.fewshot import sweep
@@ -15,12 +15,8 @@ def main(seed: int) -> None:
     start(seed, params.threads)
     features, text = load_features(paths.features_dir(seed))
     cfg = params.fewshot
-    modes = params.data.classification == "shapes" and cfg.modes.attributes  # the shapes world records modes
-    modes_data = {s: load_split(params.data.root, "shapes", s) for s in ("train", "test")} if modes else None
     device = resolve_device(params.device)
-    inputs = sweep.Inputs(
-        features, text, params.embed.ensemble, params.shots, seed, device, modes_data, progress=True
-    )
+    inputs = sweep.Inputs(features, text, params.embed.ensemble, params.shots, seed, device, progress=True)
     result = sweep.evaluate(inputs, cfg)
     write_result(paths.run_dir(seed), "fewshot", result)
     figures = result.figures

@@ -20,7 +20,8 @@ from clipprobe.fingerprint import GOLDEN, mismatch_message
 
 CHECK = [sys.executable, "-m", "clipprobe.cpu"]
 HOST_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
-                  "MKL_CBWR", "MKL_DYNAMIC", "OMP_NUM_THREADS", "CLIPPROBE_NATIVE_CPU")  # fmt: skip
+                  "MKL_CBWR", "MKL_DYNAMIC", "OMP_NUM_THREADS", "NPY_DISABLE_CPU_FEATURES",
+                  "CLIPPROBE_NATIVE_CPU")  # fmt: skip
 x86_64_linux = pytest.mark.skipif(
     sys.platform != "linux" or os.uname().machine != "x86_64", reason="the mode pins x86-64 kernels"
 )
@@ -71,6 +72,19 @@ def test_native_kernels_fail_the_golden_check_with_one_message():
     message = result.stdout.strip().splitlines()[-1]
     assert message.startswith("golden fingerprint: clip pretraining, ")
     assert describe_cpu() in message and "mode OFF" in message and "python -m clipprobe.cpu" in message
+
+
+@x86_64_linux
+def test_numpy_runs_no_avx512_loops_after_import_clipprobe():
+    """numpy's AVX-512 exp rounds otherwise than its AVX2 one (the augmented views' crop boxes use it)."""
+    probe = (
+        "import clipprobe, numpy\n"
+        "from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__\n"
+        "print([k for k in __cpu_dispatch__ if __cpu_features__[k] and ('AVX512' in k or k == 'X86_V4')])"
+    )
+    host = {k: v for k, v in os.environ.items() if k not in HOST_VARIABLES}
+    found = subprocess.run([sys.executable, "-c", probe], env=host, capture_output=True, text=True)
+    assert found.stdout.strip() == "[]", found.stdout + found.stderr
 
 
 def test_a_moved_loop_is_named_with_the_cpu_and_what_to_do():

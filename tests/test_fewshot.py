@@ -363,8 +363,7 @@ def test_stage_writes_metrics_hits_and_curves_per_seed(tmp_path, features, defau
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1].startswith(
-        "fewshot@3: wrote runs/seed3/fewshot_curves.csv, runs/seed3/fewshot_hits, runs/seed3/fewshot_modes, "
-        "runs/seed3/fewshot.json in "
+        "fewshot@3: wrote runs/seed3/fewshot_curves.csv, runs/seed3/fewshot_hits, runs/seed3/fewshot.json in "
     )
     metrics = json.loads((tmp_path / "runs/seed3/fewshot.json").read_text())
     assert {key.split(".")[1] for key in metrics if key.startswith("shots_2.")} == set(FEWSHOT_INITS)

@@ -45,7 +45,17 @@ SMALL = {  # the paper profile's shapes, at sizes a CPU runs in seconds
     "vqvae.codebook_size": 32,
     "segment": {"n_train": 6, "n_val": 3, "n_test": 3, "max_epochs": 1, "batch_size": 3, "overlays": 2},
 }
-STAGES = ("data", "clip@0", "embed@0", "probe@0", "fewshot@0", "counting@0", "vqvae@0", "segment@0")
+STAGES = (
+    "data",
+    "clip@0",
+    "embed@0",
+    "probe@0",
+    "fewshot@0",
+    "modes@0",
+    "counting@0",
+    "vqvae@0",
+    "segment@0",
+)
 
 
 def _fake_downloads(downloads: Path) -> dict:

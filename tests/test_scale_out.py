@@ -17,7 +17,7 @@ from clipprobe import experiments
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1)  # TINY's
-PER_SEED = ("clip", "embed", "probe", "fewshot", "counting", "vqvae", "segment")
+PER_SEED = ("clip", "embed", "probe", "fewshot", "modes", "counting", "vqvae", "segment")
 # summary and report write the committed results (metrics/, plots/, results/, reports/): git tracks them, so
 # DVC cannot cache them, and DVC 3.67 keeps no run-cache entry for a stage with such an output
 NOT_RUN_CACHED = ("summary", "report")

@@ -62,7 +62,7 @@ CONTRACTS: dict[str, tuple[str, str]] = {
         "the experiment's stage",
         "bool (N,) or (H, N) per-image test hits",
     ),
-    "runs/seed<k>/fewshot_modes/<name>.npy": ("fewshot", "float64 (E, H) accuracy curves; epochs int64 (E,)"),
+    "runs/seed<k>/modes_accuracy/<name>.npy": ("modes", "float64 (E, H) accuracy curves; epochs int64 (E,)"),
     "runs/seed<k>/<experiment>_curves.csv, probe_c_search.csv, clip_pretrain.csv": (
         "the experiment's stage",
         "CSV with the columns the summary reads",

@@ -18,6 +18,7 @@ import torch
 
 import clipprobe
 from clipprobe.cpu import NATIVE, describe_cpu
+from clipprobe.cpu.half import to_half
 from clipprobe.data.captions import DEFAULT_CAPTION_MIX
 from clipprobe.data.shapes import generate_shapes
 from clipprobe.decoders.segment_models import build_models as build_segmenters
@@ -129,7 +130,7 @@ class _Loops:
             pre: torch.Tensor,
         ) -> dict[str, torch.Tensor]:  # two noisy "augmented" copies, as embed keeps
             pre = pre + 0.3 * torch.randn(2, *pre.shape, generator=self.random)
-            return {"views": (pre @ projection["weight"].T).half(), "views_pre": pre.half()}
+            return {"views": to_half(pre @ projection["weight"].T), "views_pre": to_half(pre)}
 
         projection = {
             "weight": torch.randn(dim, pre_dim, generator=self.random) / 8,

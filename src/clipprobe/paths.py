@@ -50,7 +50,8 @@ class Run:
         self.fewshot = root / "fewshot.json"
         self.fewshot_hits = root / "fewshot_hits"  # (H, N) bool test hits per shot count and method
         self.fewshot_curves = root / "fewshot_curves.csv"
-        self.fewshot_modes = root / "fewshot_modes"  # the modes experiment's (E, H) curves (empty: not run)
+        self.modes = root / "modes.json"
+        self.modes_accuracy = root / "modes_accuracy"  # the modes experiment's (E, H) curves (empty: not run)
         self.counting = root / "counting.json"
         self.counting_hits = root / "counting_hits"
         self.vqvae = root / "vqvae.json"
@@ -61,7 +62,7 @@ class Run:
         self.segment_overlays = root / "segment_overlays"
 
 
-PER_SEED_STAGES = ("clip", "embed", "probe", "fewshot", "counting", "vqvae", "segment")
+PER_SEED_STAGES = ("clip", "embed", "probe", "fewshot", "modes", "counting", "vqvae", "segment")
 
 
 def outputs(stage: str, seed: int | None = None) -> list[Path]:
@@ -73,7 +74,8 @@ def outputs(stage: str, seed: int | None = None) -> list[Path]:
         "clip": [clip_dir(seed), run.pretrain_curve],
         "embed": [features_dir(seed)],
         "probe": [run.probe, run.probe_hits, run.probe_c_search],
-        "fewshot": [run.fewshot, run.fewshot_hits, run.fewshot_curves, run.fewshot_modes],
+        "fewshot": [run.fewshot, run.fewshot_hits, run.fewshot_curves],
+        "modes": [run.modes, run.modes_accuracy],
         "counting": [run.counting, run.counting_hits],
         "vqvae": [run.vqvae, run.vqvae_curves, run.vqvae_samples],
         "segment": [run.segment, run.segment_curves, run.segment_overlays],

@@ -194,7 +194,7 @@ def modes(runs: Runs, attributes: Sequence[str], cfg_shots: Sequence[int]) -> di
     2. after concentrated training, the support's mode rises (`support_rise`) and the others fall
        (`other_rise` < 0), leaving a gap between them (`support-other`, for both inits);
     3. the spread-minus-concentrated gap shrinks from the fewest shots to the most (`gap_shrink`)."""
-    results = runs.arrays("fewshot_modes")
+    results = runs.arrays("modes_accuracy")
     if not results[0]:
         return {}
     figures, claims = {}, {}

@@ -4,21 +4,24 @@ PyTorch's CPU kernels choose their code at run time: ATen's vectorised ops and o
 instruction set, MKL's BLAS and vector math by the instruction set *and the vendor*. Each choice rounds
 differently, and training turns a one-ulp difference into other weights. The mode fixes every choice:
 
-- ATen and oneDNN are capped at AVX2, which every x86-64 CPU of the last ten years has;
+- ATen and oneDNN are capped at AVX2, which every x86-64 CPU of the last ten years has, and numpy's
+  dispatched SIMD loops too (its AVX-512 `exp` rounds otherwise than its AVX2 one, and an AMD Zen 3 has none);
 - MKL runs its COMPATIBLE branch (`MKL_CBWR`), the one MKL promises gives the same results on Intel and
   non-Intel CPUs. Its AVX2 branch does not: on an AMD EPYC it takes other BLAS kernels than on an Intel Xeon
   (shared/tools/cpu_canary.py, docs/cpu.md);
 - one exception inside the COMPATIBLE branch: MKL's vector-math square root (what `torch.sqrt` calls on the
   CPU) refines the CPU's approximate reciprocal square root, which Intel and AMD implement differently, so
   `exact_sqrt` (cpu/sqrt.py, installed by `runtime.start`) routes `torch.sqrt` to the IEEE instruction;
+- float16 conversions in integer arithmetic (cpu/half.py): the F16C instructions treat float16 subnormals
+  by the flush-to-zero flags, and not the same way on every CPU;
 - a fixed intra-op thread count (params.yaml `threads`, set by `runtime.start`).
 
-The host's own settings (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_*) are overridden on purpose. ARM CPUs
+The host's own settings (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_*, NPY_*) are overridden on purpose. ARM CPUs
 and GPUs ignore these variables; there the results vary within the seed intervals the report gives.
 `python -m clipprobe.cpu` says whether this machine reproduces the committed golden fingerprint.
 
-`import clipprobe` applies the pins, so it must happen before torch is imported (stage scripts import
-clipprobe first; torch reads these variables at its first kernel call, MKL at load).
+`import clipprobe` applies the pins, so it must happen before torch and numpy are imported (stage scripts
+import clipprobe first; torch reads these variables at its first kernel call, MKL and numpy at load).
 CLIPPROBE_NATIVE_CPU=1 turns the mode off, to measure what it costs (docs/performance.md).
 """
 
@@ -36,6 +39,10 @@ PINNED = {
     "DNNL_MAX_CPU_ISA": ISA,  # its older name
     "MKL_CBWR": "COMPATIBLE",  # MKL's BLAS and vector math: the branch that is the same on every vendor
     "MKL_DYNAMIC": "FALSE",  # MKL may not lower its thread count behind our back
+    # numpy's AVX-512 loops, by their names in numpy 2.4 (X86_V4 ...) and before it (AVX512F ...); numpy
+    # ignores the names it does not know
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX "
+    "AVX512_CNL AVX512_ICL AVX512_SPR",
 }
 NATIVE = "CLIPPROBE_NATIVE_CPU"
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile")  # what kernel dispatch looks at
@@ -44,12 +51,12 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile")  #
 def pin_kernels() -> bool:
     """Set PINNED in the environment unless CLIPPROBE_NATIVE_CPU=1; returns whether the mode is on.
 
-    Too late once torch has run a kernel: then the mode is not claimed (a notebook that imported torch first).
+    Too late once torch or numpy is loaded: then the mode is not claimed (a notebook that imported them first).
     """
     if os.environ.get(NATIVE) == "1":
         return False
     os.environ.update(PINNED)
-    return "torch" not in sys.modules
+    return "torch" not in sys.modules and "numpy" not in sys.modules
 
 
 def describe_cpu() -> str:

@@ -35,7 +35,8 @@ def main() -> int:
     if args.json or args.update:
         print(json.dumps(found, indent=4) if args.json else f"GOLDEN = {json.dumps(found, indent=4)}")
         return 0
-    pins = " ".join(f"{key}={os.environ.get(key)}" for key in PINNED) + ", torch.sqrt -> IEEE sqrt"
+    pins = " ".join(f"{key}={os.environ.get(key)}" for key in PINNED if not key.startswith("NPY_"))
+    pins += ", numpy without AVX-512, torch.sqrt -> IEEE sqrt, float16 in integer arithmetic"
     mode = f"on: {pins}" if clipprobe.DETERMINISTIC_CPU else f"off ({NATIVE}=1): the host's own kernels"
     print(f"cpu       {describe_cpu()}")
     print(f"kernels   deterministic mode {mode}")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clipprobe.cpu.half import to_half
 from clipprobe.features.embed import embed_images
 from clipprobe.progress import progress
 
@@ -65,7 +66,8 @@ def embed_views(
     pre_projection: bool,
 ) -> dict[str, torch.Tensor]:
     """{"image": (V, N, D)} raw features of `views` augmented views of every image (and "image_pre" (V, N, P)),
-    float16: a cache of augmented features, as Tip-Adapter keeps its own, at half the disk of float32."""
+    float16: a cache of augmented features, as Tip-Adapter keeps its own, at half the disk of float32 (rounded
+    by `cpu.half`, the same bits on every CPU)."""
     rng = np.random.default_rng([seed, _VIEW_STREAM])
     height, width = images.shape[1:3]
     chunks: dict[str, list[torch.Tensor]] = {}
@@ -81,5 +83,5 @@ def embed_views(
         )
         for key in ("image", "image_pre"):
             if key in features:
-                chunks.setdefault(key, []).append(features[key].half())
+                chunks.setdefault(key, []).append(to_half(features[key]))
     return {key: torch.stack(values) for key, values in chunks.items()}

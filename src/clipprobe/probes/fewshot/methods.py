@@ -31,6 +31,7 @@ from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams
 from clipprobe.probes.fewshot.support import Task, class_means
 from clipprobe.probes.fewshot.train import HeadAdamW, HeadSGD, Trace, minibatches
+from clipprobe.probes.zeroshot import zeroshot_weights
 
 RANDOM_INIT_STD = 0.01  # std of the random head's weights (on the unit-norm scale of W_zs)
 LPP_ALPHA_INIT = 250.0  # LP++: alpha_0 = 250 * mean text logit of a class on its own support images
@@ -46,6 +47,25 @@ class Prior:
     text_norms: torch.Tensor  # (C,) norms of the template-mean raw text embeddings (CLAP's prototype scale)
     # CLIP's last visual projection, image = x_pre W^T + b: W (D, P), b (D,); None without pre-projection features
     projection: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def normalised_split(features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    # normalised here exactly as zeroshot_logits normalises, so the zeroshot head's logits match bit for bit
+    return F.normalize(features["image"].float(), dim=-1), features["labels"]
+
+
+def make_prior(
+    text: torch.Tensor, logit_scale: float, projection: dict[str, torch.Tensor] | None, device: torch.device
+) -> Prior:
+    """What every method starts from: the zero-shot classifier of the (T, C, D) template texts."""
+    return Prior(
+        zeroshot_weights(text.float()).to(device),
+        logit_scale,
+        text_norms=text.float().mean(dim=0).norm(dim=-1).to(device),
+        projection=None
+        if projection is None
+        else (projection["weight"].float().to(device), projection["bias"].float().to(device)),
+    )
 
 
 @dataclass

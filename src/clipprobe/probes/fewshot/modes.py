@@ -8,25 +8,59 @@ count, the labelled object's size), so for K shots per class support sets are dr
 - spread: over as many modes as K allows (round robin over the class's modes, in random order).
 The zero-shot-init and random heads train on both (the few-shot recipe, all evaluation points kept), and
 every evaluation point scores the test images of the support's mode(s) and of the other modes apart.
+Its own stage (`modes`): it does not read `shots`, so `dvc exp run -S shots=...` leaves it alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
+from clipprobe.experiment import Result
 from clipprobe.params import FewshotParams
-from clipprobe.probes.fewshot.methods import Prior, RandomHead, ZeroshotHead
+from clipprobe.probes.fewshot.methods import Prior, RandomHead, ZeroshotHead, make_prior, normalised_split
 from clipprobe.probes.fewshot.support import Task
 from clipprobe.probes.fewshot.train import train_heads
 
 SUPPORTS = ("concentrated", "spread")
 INITS = {"zeroshot": ZeroshotHead, "random": RandomHead}
 _STREAM = 7  # random-stream purpose of the modes experiment's draws
+
+
+@dataclass
+class Inputs:
+    """What the modes stage passes: one seed's embed-stage cache and the shapes world's splits."""
+
+    features: dict[str, dict[str, torch.Tensor]]  # per split: "image", "labels"
+    text: dict  # text.pt: "text": {template set: (T, C, D)}, "logit_scale"
+    ensemble: str  # params.yaml embed.ensemble: the zero-shot prior's template set
+    data: Mapping[str, Split]  # the shapes world's "train" and "test" splits: each image's modes
+    seed: int
+    device: torch.device
+
+
+def evaluate(inputs: Inputs, cfg: FewshotParams) -> Result:
+    """One seed's modes experiment (`cfg.modes`, and the few-shot recipe it trains with). figures: every
+    curve's mean test accuracy at the last evaluation point; arrays: "accuracy" (`run`)."""
+    text = inputs.text
+    prior = make_prior(text["text"][inputs.ensemble], text["logit_scale"], None, inputs.device)
+    train, test = (
+        tuple(t.to(inputs.device) for t in normalised_split(inputs.features[name]))
+        for name in ("train", "test")
+    )
+    curves = run(train, test, inputs.data, prior, cfg, inputs.seed)
+    figures = {name: float(curve[-1].mean()) for name, curve in curves.items() if name != "epochs"}
+    return Result(figures, arrays={"accuracy": curves})
+
+
+def skipped() -> Result:
+    """The stage's outputs where the experiment does not run: no figures, no curves."""
+    return Result({}, arrays={"accuracy": {}})
 
 
 def mode_labels(split: Split, attribute: str, size_threshold: float) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clipprobe.cpu.half import from_half
 from clipprobe.errors import ClipprobeError
 
 _SUPPORT_STREAM, _VAL_STREAM = 0, 1  # per-purpose offsets of the random streams
@@ -148,7 +149,7 @@ def make_task(
 
 def _gather_views(views: torch.Tensor | None, index: torch.Tensor, device) -> torch.Tensor | None:
     """(A, N, F) views, (H, M) rows -> (A, H, M, F) float32 on `device`."""
-    return None if views is None else views[:, index].float().to(device)
+    return None if views is None else from_half(views[:, index]).to(device)
 
 
 def class_means(values: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:

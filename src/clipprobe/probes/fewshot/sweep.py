@@ -15,15 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipprobe.data.store import Split
 from clipprobe.experiment import Result, Table, flatten
 from clipprobe.params import FewshotParams
-from clipprobe.probes.fewshot import modes
-from clipprobe.probes.fewshot.methods import MethodResult, Prior
+from clipprobe.probes.fewshot.methods import MethodResult, make_prior, normalised_split
 from clipprobe.probes.fewshot.registry import METHODS
 from clipprobe.probes.fewshot.support import Task, check_shots, class_means, make_task
 from clipprobe.probes.fewshot.train import Trace, best_of_runs, head_hits, train_heads
-from clipprobe.probes.zeroshot import zeroshot_logits, zeroshot_weights
+from clipprobe.probes.zeroshot import zeroshot_logits
 from clipprobe.progress import progress as progress_bar
 from clipprobe.stats import crossed_interval, t_interval
 
@@ -100,25 +98,6 @@ def class_mean_hits(
     return head_hits((test @ means.T)[None], test_labels)[0]
 
 
-def _split(features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    # normalised here exactly as zeroshot_logits normalises, so the zeroshot head's logits match bit for bit
-    return F.normalize(features["image"].float(), dim=-1), features["labels"]
-
-
-def make_prior(
-    text: torch.Tensor, logit_scale: float, projection: dict[str, torch.Tensor] | None, device: torch.device
-) -> Prior:
-    """What every method starts from: the zero-shot classifier of the (T, C, D) template texts."""
-    return Prior(
-        zeroshot_weights(text.float()).to(device),
-        logit_scale,
-        text_norms=text.float().mean(dim=0).norm(dim=-1).to(device),
-        projection=None
-        if projection is None
-        else (projection["weight"].float().to(device), projection["bias"].float().to(device)),
-    )
-
-
 def run_sweep(
     train: dict[str, torch.Tensor],
     val: dict[str, torch.Tensor],
@@ -148,9 +127,9 @@ def run_sweep(
     prior = make_prior(text, logit_scale, projection if with_pre else None, device)
     weights = prior.weights  # (C, D)
     n_classes = len(weights)
-    train_xy, val_xy = _split(train), _split(val)
+    train_xy, val_xy = normalised_split(train), normalised_split(val)
     check_shots(shots, train_xy[1], n_classes)
-    test_x, test_y = (t.to(device) for t in _split(test))
+    test_x, test_y = (t.to(device) for t in normalised_split(test))
     # scored with head_hits like every method, so an exact tie cannot show up as a difference
     zeroshot_hits = head_hits(
         zeroshot_logits(test["image"].float().to(device), weights, logit_scale)[None], test_y
@@ -194,9 +173,6 @@ class Inputs:
     shots: Sequence[int]  # params.yaml shots
     seed: int  # the training seed: support draws and the methods' own randomness
     device: torch.device
-    modes_data: dict[str, Split] | None = (
-        None  # the shapes world's train and test splits: the modes experiment
-    )
     test: dict[str, torch.Tensor] | None = (
         None  # scored in place of features["test"] (bench/fewshot_heldout.py)
     )
@@ -231,29 +207,11 @@ def hit_arrays(sweep: Sweep) -> dict[str, np.ndarray]:
 
 
 def evaluate(inputs: Inputs, cfg: FewshotParams) -> Result:
-    """One seed's few-shot sweep and the modes experiment.
-
-    figures: `summarize` (flat); curves: `curves` (`curve_rows`); arrays: `hits` (`hit_arrays`) and `modes`
-    (`modes.run`, empty unless `inputs.modes_data` is given and `cfg.modes.attributes` names some).
-    """
+    """One seed's few-shot sweep. figures: `summarize` (flat); curves: `curves` (`curve_rows`); arrays: `hits`
+    (`hit_arrays`)."""
     sweep = sweep_inputs(inputs, cfg)
-    modes_curves: dict[str, np.ndarray] = {}
-    if inputs.modes_data is not None and cfg.modes.attributes:
-        device = inputs.device
-        prior = make_prior(inputs.text["text"][inputs.ensemble], inputs.text["logit_scale"], None, device)
-        train, test = (_split(inputs.features[name]) for name in ("train", "test"))
-        modes_curves = modes.run(
-            (train[0].to(device), train[1].to(device)),
-            (test[0].to(device), test[1].to(device)),
-            inputs.modes_data,
-            prior,
-            cfg,
-            inputs.seed,
-        )
     return Result(
-        flatten(summarize(sweep)),
-        curves={"curves": curve_rows(sweep)},
-        arrays={"hits": hit_arrays(sweep), "modes": modes_curves},
+        flatten(summarize(sweep)), curves={"curves": curve_rows(sweep)}, arrays={"hits": hit_arrays(sweep)}
     )
 
 
