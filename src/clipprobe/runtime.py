@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,24 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ClipprobeError("device: 'cuda' was asked for but no CUDA device is visible (use auto or cpu)")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def fast_cuda_math(device: torch.device) -> Iterator[None]:
+    """TF32 for float32 matmuls and cuDNN's autotuned convolutions on a GPU, for a block that runs every arm
+    of its comparisons (the decoders' experiments: every model and control alike), so neither setting can
+    favour one arm. Neither is deterministic (cuDNN picks its algorithms by timing them), and neither is
+    used where a result must equal another exactly (the embedding, the few-shot heads' zero-shot start).
+    No effect on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved
 
 
 def save_torch(path: str | Path, obj: Any) -> None:

@@ -31,8 +31,9 @@ from clipprobe.decoders.vqvae_train import (
     train_vqvae,
 )
 from clipprobe.experiment import Result, Table, flatten
-from clipprobe.features.tower import frozen_features
+from clipprobe.features.tower import TRAIN_BYTES_PER_PIXEL, frozen_features
 from clipprobe.params import PlateauParams, VqvaeParams
+from clipprobe.runtime import fast_cuda_math
 
 _logger = logging.getLogger(__name__)
 
@@ -82,8 +83,23 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
 
     figures: `<model>.psnr`, `.ssim`, `.mse`, `.mse_over_variance`, codebook use and the training context;
     curves: `curves` (loss terms per model and epoch); arrays: `samples` (uint8 image rows of the report's grids: test
-    reconstructions and decodings of random codes).
+    reconstructions and decodings of random codes). On a GPU every model and floor runs under
+    `runtime.fast_cuda_math` alike.
     """
+    with fast_cuda_math(inputs.device):
+        return _compare(inputs, cfg)
+
+
+def train_bytes(cfg: VqvaeParams) -> int:
+    """What a training step holds on the device beside the cache and its float32 batch (`frozen_features`):
+    the targets, the one-hot codes of the finest code grid (the plain encoder's, side / 4) and the
+    activations and gradients (TRAIN_BYTES_PER_PIXEL, an upper bound the CUDA tests check)."""
+    pixels = cfg.image_size**2
+    codes = (cfg.image_size // PlainEncoder.downsample) ** 2 * cfg.codebook_size
+    return cfg.batch_size * 4 * (3 * pixels + codes) + cfg.batch_size * TRAIN_BYTES_PER_PIXEL * pixels
+
+
+def _compare(inputs: Inputs, cfg: VqvaeParams) -> Result:
     splits, seed, device = inputs.splits, inputs.seed, inputs.device
     start = time.perf_counter()
     features = frozen_features(
@@ -94,6 +110,7 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
         seed=seed,
         device=device,
         batch_size=cfg.batch_size,
+        train_bytes=train_bytes(cfg),
     )
     grid = features["train"]["clip"].shape[-1]  # the pre-pool map's side
     images = {split: targets(data.images, cfg.image_size) for split, data in splits.items()}

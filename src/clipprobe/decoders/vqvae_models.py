@@ -148,10 +148,22 @@ class EMAQuantizer(nn.Module):
         self.ema_weight[codes] = flat[rows]
         self.ema_count[codes] = 1.0
 
+    @torch.no_grad()
+    def _restart(self, codes: torch.Tensor, flat: torch.Tensor, generator: torch.Generator | None) -> None:
+        """`_reset` without a sync: every code draws a row of `flat`, those in `codes` take it."""
+        fresh = flat[torch.randint(len(flat), (len(codes),), generator=generator, device=flat.device)]
+        keep = ~codes[:, None]
+        self.embedding.copy_(torch.where(keep, self.embedding, fresh))
+        self.ema_weight.copy_(torch.where(keep, self.ema_weight, fresh))
+        self.ema_count.masked_fill_(codes, 1.0)
+
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> Quantized:
         batch, dim, height, width = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, dim)  # one vector per position
-        if self.training and not self.initialised:
+        if self.training and flat.is_cuda:
+            self._restart(~self.initialised.expand(len(self.ema_count)), flat.detach(), generator)
+            self.initialised.fill_(True)
+        elif self.training and not self.initialised:
             self._reset(torch.ones_like(self.ema_count, dtype=torch.bool), flat.detach(), generator)
             self.initialised.fill_(True)
         distances = (
@@ -178,7 +190,9 @@ class EMAQuantizer(nn.Module):
         self.ema_weight.mul_(self.decay).add_(one_hot.T @ flat, alpha=1 - self.decay)
         self.embedding.copy_(self.ema_weight / smoothed[:, None])
         dead = self.ema_count < self.restart_below
-        if dead.any():
+        if flat.is_cuda:
+            self._restart(dead, flat, generator)
+        elif dead.any():
             self._reset(dead, flat, generator)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
