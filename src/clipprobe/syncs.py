@@ -42,8 +42,9 @@ def host(*tensors: torch.Tensor, what: str) -> tuple[torch.Tensor, ...]:
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small host tensor on `device` without waiting: staged in pinned memory, copied non-blocking (the
-    pinned block is not reused before the copy is done: PyTorch's host allocator records the copy)."""
+    """A host tensor on `device` without waiting: staged in pinned memory, copied non-blocking (the pinned
+    block is not reused before the copy is done: PyTorch's host allocator records the copy). For index
+    orders and a loop's own inputs, not for caches: a pinned block is rounded up to a power of two."""
     if device.type != "cuda":
         return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)

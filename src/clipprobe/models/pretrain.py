@@ -71,10 +71,12 @@ def pretrain_clip(
     device = torch.device(device)
     size = image_size(model)
     mean, std = mean_std(model)
-    pixels = torch.from_numpy(np.array(images)).to(device)  # (N, H, W, 3) uint8, copied out of any mmap
+    pixels = syncs.to_device(
+        torch.from_numpy(np.array(images)), device
+    )  # (N, H, W, 3) uint8, out of any mmap
     host_tokens = tokenizer(captions)  # (N, context) int64
     lengths = host_tokens.argmax(dim=-1) + 1  # each caption up to its end-of-text token, read on the host
-    tokens = host_tokens.to(device)
+    tokens = syncs.to_device(host_tokens, device)
     model.to(device).train()
     # channels_last: oneDNN's convolutions and BatchNorm run faster on it (ResNet towers, CPU and CUDA)
     memory_format = (
