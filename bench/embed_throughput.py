@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import statistics
 import time
@@ -132,12 +133,12 @@ def main() -> None:
     )
     usual_name = f"PIL + DataLoader ({args.workers} workers)"
     for bf16 in (False, True) if device.type == "cuda" else (False,):
-        # the usual path first: embed_images may switch a ResNet tower to channels_last
+        # each path on a fresh copy of the CPU model: embed_images switches a ResNet tower to channels_last
         common = {"device": device, "batch_size": args.batch_size, "bf16": bf16}
         usual, usual_s = timed(
-            partial(usual_path, model, workers=args.workers, **common), images, args.repeats
+            partial(usual_path, copy.deepcopy(model), workers=args.workers, **common), images, args.repeats
         )
-        ours, ours_s = timed(partial(clipprobe_path, model, **common), images, args.repeats)
+        ours, ours_s = timed(partial(clipprobe_path, copy.deepcopy(model), **common), images, args.repeats)
         precision = "bf16" if bf16 else "fp32"
         for label, seconds in ((f"{usual_name}, {precision}", usual_s), (f"clipprobe, {precision}", ours_s)):
             median = statistics.median(seconds)

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from clipprobe import syncs
 from clipprobe.decoders import vqvae
-from clipprobe.decoders.segment_models import FeatureDecoder
+from clipprobe.decoders.segment_models import FeatureDecoder, ImageInput, UNet11
 from clipprobe.decoders.segment_train import Recipe
 from clipprobe.decoders.segment_train import train as train_segmenter
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder
 from clipprobe.decoders.vqvae_train import Pairs, train_vqvae
-from clipprobe.features import tower
+from clipprobe.features import staging, tower
 from clipprobe.features.embed import embed_images, embed_texts, last_projection
 from clipprobe.models.clip import create_clip, mean_std
 from clipprobe.plateau import PlateauRule
@@ -112,7 +112,7 @@ def test_pretraining_steps_sync_only_where_declared(counted, tiny_clip):
     with sync_errors():
         rows = pretrain_clip(model, tokenizer, images, captions, cfg, 0, CUDA, False)
     model.to(CPU)
-    assert len(rows) == cfg.steps and counted == Counter({"pretrain: losses": 2})
+    assert len(rows) == cfg.steps and counted == Counter({"pretrain: inputs": 1, "pretrain: losses": 2})
 
 
 @pytest.mark.parametrize("name", ["zeroshot", "random", "prolip"])
@@ -192,12 +192,24 @@ def test_forced_host_fallback_stays_unpinned_and_equals_the_gpu_cache(tiny, monk
     on_gpu = tower.frozen_features(tiny, splits, **run)["train"]["clip"]
     assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.bfloat16
     monkeypatch.setattr(tower, "map_storage", lambda *args: (CPU, torch.bfloat16))
+    # the sync debug mode flags neither an event's wait nor a non-blocking copy from pageable memory (a
+    # blocking one): so every staging slot handed out is checked pinned
+    slots: list[bool] = []
+    take = staging.PinnedRing.take
+
+    def recorded(ring, shape, dtype):
+        slot = take(ring, shape, dtype)
+        slots.append(slot.is_pinned())
+        return slot
+
+    monkeypatch.setattr(staging.PinnedRing, "take", recorded)
     if hasattr(torch.cuda, "reset_peak_host_memory_stats"):
         torch.cuda.reset_peak_host_memory_stats()
     before, _ = _pinned_bytes()
     on_host = tower.frozen_features(tiny, splits, **run)["train"]["clip"]
     _, peak = _pinned_bytes()
     tiny.to(CPU)
+    assert len(slots) >= 2 * len(images) // run["batch_size"] and all(slots)  # images in, maps out
     assert on_host.device == CPU and on_host.dtype == torch.bfloat16 and not on_host.is_pinned()
     assert torch.equal(on_host, on_gpu.cpu())
     cache = on_host.numel() * on_host.element_size()
@@ -205,27 +217,38 @@ def test_forced_host_fallback_stays_unpinned_and_equals_the_gpu_cache(tiny, monk
 
 
 def test_training_peak_holds_the_storage_rule():
-    """A bf16 cache on the GPU: a training epoch's peak stays within the working set the rule reserves,
-    which is less than a float32 copy of the cache would take."""
-    rows, channels, grid, side, batch = 8192, 2048, 2, 64, 16
+    """A bf16 cache on the GPU: a training epoch's peak stays within the working set the rule reserves (a
+    step's activations, the float32 batch, the model's gradients, Adam state and best copy), which is less
+    than a float32 copy of the cache would take; UNet11 on uint8 images within it too."""
+    rows, channels, grid, side, batch = 4096, 2048, 4, 64, 16
     generator = torch.Generator().manual_seed(0)
     cache = torch.randn(rows, channels, grid, grid, generator=generator).to(CUDA, torch.bfloat16)
     masks = torch.randint(0, 3, (rows, side, side), generator=generator, dtype=torch.uint8).to(CUDA)
     torch.manual_seed(0)
-    model = FeatureDecoder(channels, grid, side, 3, 1).to(CUDA)
-    working = batch * tower.TRAIN_BYTES_PER_PIXEL * side * side + 4 * batch * channels * grid * grid
+    model = FeatureDecoder(channels, grid, side, 3, 1).to(CUDA, memory_format=torch.channels_last)
+    step = batch * tower.TRAIN_BYTES_PER_PIXEL * side * side
+    working = step + 4 * batch * channels * grid * grid + tower.training_state_bytes(model)
     assert working < 4 * cache.numel()  # so a float32 copy of the cache could not hide in the peak
     inputs, targets = {"train": cache, "val": cache[:256]}, {"train": masks, "val": masks[:256]}
     recipe = Recipe(ONE_EPOCH, batch, 1e-3, 0)
     peak = tower.peak_bytes(lambda: train_segmenter(model, inputs, targets, ["a", "b", "c"], recipe), CUDA)
     assert peak <= working, f"segmentation: {peak} bytes at the peak, the rule reserves {working}"
 
+    images = torch.randint(0, 256, (256, side, side, 3), generator=generator, dtype=torch.uint8).to(CUDA)
+    torch.manual_seed(0)
+    unet = ImageInput(UNet11(3), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    unet = unet.to(CUDA, memory_format=torch.channels_last)
+    working = step + tower.training_state_bytes(unet)
+    inputs, targets = {"train": images, "val": images[:64]}, {"train": masks[:256], "val": masks[:64]}
+    peak = tower.peak_bytes(lambda: train_segmenter(unet, inputs, targets, ["a", "b", "c"], recipe), CUDA)
+    assert peak <= working, f"UNet11: {peak} bytes at the peak, the rule reserves {working}"
+
     cfg = SimpleNamespace(image_size=32, codebook_size=512, batch_size=128)
     maps = torch.randn(4096, channels, 1, 1, generator=generator).to(CUDA, torch.bfloat16)
     pixels = torch.rand(4096, 3, 32, 32, generator=generator).to(CUDA)
     encoder = FeatureEncoder(channels, 64, 1, pooled=False)
     model = VQVAE(encoder, EMAQuantizer(512, 64, 0.25, 0.99), Decoder(64, 128, 1, 32)).to(CUDA)
-    working = vqvae.train_bytes(cfg) + 4 * cfg.batch_size * channels
+    working = vqvae.train_bytes(cfg, tower.training_state_bytes(model)) + 4 * cfg.batch_size * channels
     train, val = Pairs(maps, pixels), Pairs(maps[:256], pixels[:256])
     run = {"rule": ONE_EPOCH, "batch_size": cfg.batch_size, "lr": 1e-3, "seed": 0, "device": CUDA}
     peak = tower.peak_bytes(lambda: train_vqvae(model, train, val, desc="peak", **run), CUDA)

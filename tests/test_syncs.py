@@ -19,10 +19,13 @@ from clipprobe.decoders.segment_train import Recipe, model_inputs
 from clipprobe.decoders.segment_train import train as train_segmenter
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, PlainEncoder
 from clipprobe.decoders.vqvae_train import Pairs, train_vqvae
-from clipprobe.features.tower import Feed, map_storage
+from clipprobe.errors import ClipprobeError
+from clipprobe.features.stream import Finite
+from clipprobe.features.tower import Feed, map_storage, training_state_bytes
 from clipprobe.plateau import PlateauRule
 from clipprobe.preprocess import preprocess_uint8
 from clipprobe.probes.fewshot.train import eval_points
+from clipprobe.syncs import Rows
 
 CPU = torch.device("cpu")
 TWO_EPOCHS = PlateauRule(patience=3, tolerance=0.01, max_epochs=2)
@@ -104,17 +107,23 @@ def test_vqvae_declares_two_syncs_per_epoch(counted):
     assert counted == Counter({"vqvae: train loss terms": epochs, "vqvae: evaluation": epochs})
 
 
-def test_pretraining_reads_its_losses_in_chunks(counted, tiny_clip, monkeypatch):
+def test_pretraining_reads_its_losses_every_step_on_the_cpu_and_in_chunks_on_a_gpu(
+    counted, tiny_clip, monkeypatch
+):
     from clipprobe.models import pretrain
 
     model, tokenizer = tiny_clip
-    monkeypatch.setattr(pretrain, "READ_EVERY", 2)
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     captions = [f"a {c} square" for c in ("red", "blue", "green", "grey")] * 2
     cfg = pretrain.PretrainConfig(steps=5, batch_size=4, warmup_steps=1)
     rows = pretrain.pretrain_clip(model, tokenizer, images, captions, cfg, 0, CPU, False)
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]
-    assert counted == Counter({"pretrain: losses": 3})  # steps 2, 4 and the last
+    assert counted == Counter({"pretrain: inputs": 1, "pretrain: losses": 5})  # every step on the CPU
+    counted.clear()
+    monkeypatch.setattr(pretrain, "read_every", lambda device: 2)  # a GPU's chunks, shortened
+    chunked = pretrain.pretrain_clip(model, tokenizer, images, captions, cfg, 0, CPU, False)
+    assert [row["step"] for row in chunked] == [1, 2, 3, 4, 5]
+    assert counted == Counter({"pretrain: inputs": 1, "pretrain: losses": 3})  # steps 2, 4 and the last
 
 
 def test_fewshot_syncs_only_at_evaluation_points(counted):
@@ -141,7 +150,7 @@ def test_batch_orders_are_the_generators_and_the_same_tensor_on_the_cpu():
     rows = list(batch_rows(10, 4, torch.Generator().manual_seed(3)))
     expected = torch.randperm(10, generator=torch.Generator().manual_seed(3)).split(4)
     assert all(
-        torch.equal(r.host, e) and r.device.data_ptr() == r.host.data_ptr()
+        torch.equal(r.host, e) and r.on_device.data_ptr() == r.host.data_ptr()
         for r, e in zip(rows, expected, strict=True)
     )
     assert torch.equal(torch.cat([r.host for r in batch_rows(5, 2)]), torch.arange(5))
@@ -170,3 +179,48 @@ def test_normalisation_constants_are_built_once_and_unchanged():
     assert torch.equal(first, (x - m) / s)
     weight = torch.ones((), requires_grad=True)
     (preprocess_uint8(images, 8, mean, std) * weight).sum().backward()
+
+
+def test_feed_indexes_a_cache_where_it_lives():
+    """A cache in host memory by the host indices, one on the loop's device by the device indices, whatever
+    the device's spelling (`cuda` vs `cuda:0`); device indices that differ from the host's are never read
+    for a host cache."""
+    cache = torch.arange(12.0).view(6, 2)
+    rows = Rows(torch.tensor([4, 1]), torch.tensor([0, 5]))
+    assert torch.equal(Feed(cache, CPU)(rows), cache[[4, 1]])
+
+
+def test_training_state_counts_gradients_adam_and_the_best_copy():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(10, 4), nn.BatchNorm1d(4))
+    model[1].requires_grad_(False)
+    trainable = 4 * (10 * 4 + 4)
+    state = 4 * (10 * 4 + 4 + 4 + 4 + 4 + 4) + 8  # the weights, BatchNorm's four vectors, its int64 count
+    assert training_state_bytes(model) == 3 * trainable + state
+
+
+def test_the_vqvae_state_bound_builds_on_meta_and_draws_nothing(tiny):
+    from clipprobe.decoders.vqvae import MODELS, build, largest_training_state
+    from clipprobe.features.tower import FrozenTower
+
+    cfg = SimpleNamespace(hidden=8, code_dim=4, codebook_size=16, commitment=0.25, decay=0.9, image_size=32)
+    before = torch.random.get_rng_state()
+    bound = largest_training_state(tiny, 64, cfg)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    frozen = FrozenTower(tiny)
+    grid = 64 // frozen.stride
+    maps = torch.zeros(1, frozen.out_channels, grid, grid)
+    features = {"clip": maps, "random": maps, "pooled": torch.zeros(1, frozen.visual.output_dim)}
+    built = [training_state_bytes(build(kind, cfg, features, grid)) for kind in MODELS.values()]
+    assert bound == max(built)
+
+
+def test_finite_folds_batches_and_reads_once(counted):
+    finite = Finite(CPU)
+    finite.add(torch.ones(3))
+    finite.check("maps")
+    finite.add(torch.tensor([1.0, float("nan")]))
+    finite.add(torch.ones(2))
+    with pytest.raises(ClipprobeError, match="maps: the CLIP computes NaN or inf"):
+        finite.check("maps")
+    assert counted == Counter({"features: finite": 2})

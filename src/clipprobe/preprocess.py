@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from clipprobe import syncs
+
 
 def preprocess_uint8(
     images: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float]
@@ -41,13 +43,14 @@ def preprocess_uint8(
 def _scaled(
     mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 3, 1, 1) mean and std on the 0-255 scale, built once per device and dtype: built per batch on a
-    GPU, each would be a copy from pageable host memory, a sync that drains the queue and the side stream.
-    Ordinary tensors even when first asked for under inference mode, so training may use them too."""
+    """(1, 3, 1, 1) mean and std on the 0-255 scale, built once per device and dtype, on the host and moved
+    without waiting (`syncs.to_device`): built on a GPU from Python floats, even once, each would be a copy
+    from pageable host memory, a sync that drains the queue. Ordinary tensors even when first asked for
+    under inference mode, so training may use them too."""
     with torch.inference_mode(False):
-        mean_255 = torch.tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1) * 255
-        std_255 = torch.tensor(std, dtype=dtype, device=device).view(1, 3, 1, 1) * 255
-    return mean_255, std_255
+        mean_255 = torch.tensor(mean, dtype=dtype).view(1, 3, 1, 1) * 255
+        std_255 = torch.tensor(std, dtype=dtype).view(1, 3, 1, 1) * 255
+        return syncs.to_device(mean_255, device), syncs.to_device(std_255, device)
 
 
 def _resize_shortest(x: torch.Tensor, size: int) -> torch.Tensor:

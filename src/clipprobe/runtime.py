@@ -42,13 +42,17 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(device: str) -> torch.device:
     """`auto` picks CUDA when present; asking for `cuda` without one is an error, not a silent fallback. On a
-    machine with several GPUs the process first claims one of its own (`clipprobe.gpus`)."""
+    machine with several GPUs the process first claims one of its own (`clipprobe.gpus`). A CUDA device comes
+    back with its index (`cuda:0`, not `cuda`), so it compares equal to the `.device` of the tensors on it."""
     gpus.claim_for(device)
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ClipprobeError("device: 'cuda' was asked for but no CUDA device is visible (use auto or cpu)")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from clipprobe.data.store import Split
 from clipprobe.decoders.segment_models import build_models, check_widths, model_names
 from clipprobe.decoders.segment_train import CURVE_COLUMNS, Recipe, check_masks, compare
 from clipprobe.experiment import Result, Table, flatten
-from clipprobe.features.tower import TRAIN_BYTES_PER_PIXEL, frozen_features
+from clipprobe.features.tower import TRAIN_BYTES_PER_PIXEL, frozen_features, training_state_bytes
 from clipprobe.params import PlateauParams, SegmentParams
 from clipprobe.runtime import fast_cuda_math
 
@@ -76,7 +76,9 @@ def _compare(inputs: Inputs, cfg: SegmentParams) -> Result:
         seed=inputs.seed,
         device=device,
         batch_size=cfg.batch_size,
-        train_bytes=cfg.batch_size * TRAIN_BYTES_PER_PIXEL * masks["train"][0].numel(),  # see the constant
+        # a step's activations (see the constant) and the largest model's gradients, Adam state, best copy
+        train_bytes=cfg.batch_size * TRAIN_BYTES_PER_PIXEL * masks["train"][0].numel()
+        + max(training_state_bytes(model) for model in models.values()),
     )
     _logger.info(
         "frozen features in %.1f s: %s map",

@@ -66,18 +66,24 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, tor
     return total, (target != IGNORE).sum()
 
 
+WEIGHT_ROWS = 256  # masks per chunk of the class counts (exact integers: the chunking changes no value)
+
+
 def class_weights(masks: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Inverse pixel frequency per class over the train masks, 1 on average over pixels (a class absent
-    from train counts as one pixel)."""
-    pixels = counts(masks.long(), masks < n_classes, n_classes).double().clamp_min(1)
+    from train counts as one pixel). Counted over chunks of WEIGHT_ROWS masks: the int64 indices of all the
+    masks at once would take 25 bytes per pixel on the device beside the cache."""
+    chunks = masks.split(WEIGHT_ROWS)
+    pixels = sum(counts(chunk.long(), chunk < n_classes, n_classes) for chunk in chunks)
+    pixels = pixels.double().clamp_min(1)
     return (pixels.sum() / (n_classes * pixels)).float()
 
 
 def _batch(feed: Feed, rows: Rows) -> torch.Tensor:
-    """One batch as the model reads it: a map made channels_last per batch on a GPU (on the CPU the cache
-    itself is, `model_inputs`)."""
+    """One batch as the model reads it: a float map made channels_last per batch on a GPU (on the CPU the
+    cache itself is, `model_inputs`); uint8 images as they are (`ImageInput` permutes them)."""
     x = feed(rows)
-    return _channels_last(x) if x.is_cuda else x
+    return _channels_last(x) if x.is_cuda and x.is_floating_point() else x
 
 
 @torch.no_grad()
@@ -92,7 +98,7 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     pixels = torch.zeros((), dtype=torch.long, device=device)
     for rows in batch_rows(len(inputs), batch_size, device=device):
-        logits, target = model(_batch(feed, rows)), masks[rows.device]
+        logits, target = model(_batch(feed, rows)), masks[rows.on_device]
         total, n = _loss(logits, target)
         loss_sum, pixels = loss_sum + total.double(), pixels + n
         confusion += confusion_matrix(logits.argmax(dim=1), target, n_classes)
@@ -138,7 +144,7 @@ def train(
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # no per-step sync
         for rows in batch_rows(len(x), recipe.batch_size, order, device):
-            target = y[rows.device].long()
+            target = y[rows.on_device].long()
             loss = F.cross_entropy(model(_batch(feed, rows)), target, weight=weights, ignore_index=IGNORE)
             plateau.set_lr(optimiser, step)
             optimiser.zero_grad(set_to_none=True)

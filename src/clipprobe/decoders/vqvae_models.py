@@ -139,6 +139,7 @@ class EMAQuantizer(nn.Module):
         self.register_buffer("ema_count", torch.zeros(size))
         self.register_buffer("ema_weight", torch.zeros(size, dim))
         self.register_buffer("initialised", torch.tensor(False))
+        self._first_call = True  # on a GPU: the initialisation runs (branch-free) at the first training call
 
     @torch.no_grad()
     def _reset(self, codes: torch.Tensor, flat: torch.Tensor, generator: torch.Generator | None) -> None:
@@ -161,8 +162,10 @@ class EMAQuantizer(nn.Module):
         batch, dim, height, width = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, dim)  # one vector per position
         if self.training and flat.is_cuda:
-            self._restart(~self.initialised.expand(len(self.ema_count)), flat.detach(), generator)
-            self.initialised.fill_(True)
+            if self._first_call:  # a Python flag, no sync; the buffer decides (a loaded codebook stays)
+                self._restart(~self.initialised.expand(len(self.ema_count)), flat.detach(), generator)
+                self.initialised.fill_(True)
+                self._first_call = False
         elif self.training and not self.initialised:
             self._reset(torch.ones_like(self.ema_count, dtype=torch.bool), flat.detach(), generator)
             self.initialised.fill_(True)

@@ -35,7 +35,7 @@ from torch import nn
 from clipprobe.data.store import Split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features.staging import PinnedRing
-from clipprobe.features.stream import check_finite, stream_images
+from clipprobe.features.stream import Finite, stream_images
 from clipprobe.models.clip import mean_std
 from clipprobe.preprocess import autocast, model_input, preprocess_uint8
 from clipprobe.progress import progress
@@ -153,14 +153,20 @@ def run_tower(
     autocast on CUDA. Returns one
     tensor per head, rows in image order, written into one buffer per head (no concatenation copy) of
     `storage`'s (device, dtype): by default float32 on the CPU (`map_storage`). A host buffer filled from a
-    GPU stays unpinned: each batch goes back through a pinned slot (`staging`) without blocking, so its copy
-    overlaps the tower's pass over the next batch.
+    GPU stays unpinned: each batch goes back through a pinned slot (`staging`) on a copy stream of its own,
+    so its copy overlaps the tower's pass over the next batch, as the images' copies in do. Every value is
+    checked finite as it is computed, and the check read once at the end (one declared sync).
     """
     tower = tower.to(device, memory_format=torch.channels_last)
     where, dtype = storage or (torch.device("cpu"), torch.float32)
     staged = where.type == "cpu" and device.type == "cuda"
-    rings = {name: PinnedRing() for name in heads} if staged else {}
+    if staged:
+        copies = torch.cuda.Stream(device)  # the downloads of every head, beside the images' uploads
+        rings = {name: PinnedRing(device, stream=copies) for name in heads}
+    else:
+        rings = {}
     out: dict[str, torch.Tensor] = {}
+    finite = Finite(device)
     batches = stream_images(images, batch_size, device)
     start = 0
     for batch in progress(batches, total=math.ceil(len(images) / batch_size), desc=desc):
@@ -168,29 +174,45 @@ def run_tower(
             fmap = tower(model_input(batch, input_size, mean, std, channels_last=True))
             for name, head in heads.items():
                 value = head(fmap)
+                finite.add(value)
                 if name not in out:
                     out[name] = torch.empty((len(images), *value.shape[1:]), dtype=dtype, device=where)
                 rows = out[name][start : start + len(value)]
                 if staged:
-                    _copy_back(rings[name], value.to(dtype), rows)
+                    _copy_back(rings[name], value, rows)
                 else:
                     rows.copy_(value, non_blocking=True)
         start += len(batch)
     for ring in rings.values():
         ring.drain()
-    check_finite(out.values(), f"{desc} maps")
+    finite.check(f"{desc} maps")
     return out
 
 
 def _copy_back(ring: PinnedRing, value: torch.Tensor, rows: torch.Tensor) -> None:
-    """GPU `value` into host `rows` through a pinned slot: queued now, landed when the slot comes round."""
-    slot = ring.take(tuple(value.shape), value.dtype)
-    slot.copy_(value, non_blocking=True)
-    ring.release(then=lambda: rows.copy_(slot))
+    """GPU `value` into host `rows` through a pinned slot: queued now, landed when the slot comes round. It
+    crosses in the narrower of its dtype and the cache's: bf16 values bound for a float32 cache are widened
+    on the host (half the bytes over the bus, the same values)."""
+    if value.dtype.itemsize > rows.dtype.itemsize:
+        value = value.to(rows.dtype)
+    ring.from_device(value, then=rows.copy_)
 
 
-HEADROOM = 0.8  # the share of the GPU's available memory a cache and the working set beside it may fill
-TRAIN_BYTES_PER_PIXEL = 2048  # a decoder's training step, per output pixel of a batch row (an upper bound)
+GPU_BUDGET = 0.8  # the share of the GPU's available memory a cache and the working set beside it may fill
+# A decoder's training step, per output pixel of a batch row (an upper bound the CUDA tests check): what
+# backward keeps (measured on the CPU at 64 px: UNet11 2.3 KiB, the feature decoder 1.4 KiB) plus the
+# gradients of the activations and cuDNN's workspace during backward.
+TRAIN_BYTES_PER_PIXEL = 4096
+
+
+def training_state_bytes(model: nn.Module) -> int:
+    """What training `model` holds on the device beside its weights and a step's activations, whatever the
+    batch: a gradient and Adam's two moments per trainable parameter, and the plateau rule's copy of the
+    best epoch's state (`plateau.Plateau`: a deep copy of the state dict), so about four times its
+    trainable parameter bytes. Works on models built on the meta device."""
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 3 * trainable + state
 
 
 def available_memory(device: torch.device) -> int:
@@ -201,7 +223,8 @@ def available_memory(device: torch.device) -> int:
 
 
 def peak_bytes(run: Callable[[], object], device: torch.device) -> int:
-    """Device bytes `run` holds at its peak beyond what was allocated before it (the allocator's counts)."""
+    """Device bytes `run` holds at its peak beyond what was allocated before it (the allocator's counts).
+    Resets the allocator's peak statistics of `device`, process-wide."""
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     run()
@@ -213,31 +236,31 @@ def map_storage(
 ) -> tuple[torch.device, torch.dtype]:
     """(device, dtype) of a cache of `cache_bytes` in bf16 beside `working_bytes` of other work (the tower's
     pass; a training step with its float32 batch, one-hot codes and activations): on the GPU when both fit
-    in HEADROOM of `available_memory`, else in host memory (see the module docstring)."""
+    in GPU_BUDGET of `available_memory`, else in host memory (see the module docstring)."""
     if device.type != "cuda":
         return torch.device("cpu"), torch.float32
-    fits = cache_bytes + working_bytes <= HEADROOM * available_memory(device)
+    fits = cache_bytes + working_bytes <= GPU_BUDGET * available_memory(device)
     return (device if fits else torch.device("cpu")), torch.bfloat16
 
 
 class Feed:
     """Batches of a cache as float32 on `device`, the cache left as it is stored (bf16 on a GPU, float32 on
     the CPU, or bf16 in host memory): no float32 copy of a whole cache exists anywhere. A cache on the
-    device is indexed there, with no sync; one in host memory is gathered into pinned slots and copied
-    without blocking (`staging`). Integer caches (uint8 images) keep their dtype."""
+    device is indexed there by the rows' device indices, with no sync; one in host memory is gathered by
+    their host indices into pinned slots and copied on a side stream, overlapping the steps (`staging`).
+    Integer caches (uint8 images) keep their dtype."""
 
     def __init__(self, values: torch.Tensor, device: torch.device) -> None:
         self.values, self.device = values, device
-        self.ring = PinnedRing() if values.device.type == "cpu" and device.type == "cuda" else None
+        self.ring = PinnedRing(device) if values.device.type == "cpu" and device.type == "cuda" else None
 
     def __call__(self, rows: Rows) -> torch.Tensor:
-        if self.ring is None:
-            batch = self.values[rows.device if self.values.device == self.device else rows.host]
+        if self.ring is None:  # indexed where the cache lives
+            batch = self.values[rows.host if self.values.device.type == "cpu" else rows.on_device]
         else:
             slot = self.ring.take((len(rows.host), *self.values.shape[1:]), self.values.dtype)
             torch.index_select(self.values, 0, rows.host, out=slot)
-            batch = slot.to(self.device, non_blocking=True)
-            self.ring.release()
+            batch = self.ring.to_device()
         return batch.float() if batch.is_floating_point() else batch
 
 
@@ -251,10 +274,13 @@ def frozen_features(
     device: torch.device,
     batch_size: int,
     train_bytes: int = 0,
+    other_cache_bytes: int = 0,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Per split, the cached decoder inputs: `features[split][kind]`, stored as `map_storage` says, beside
     the larger of the tower's pass over one batch (measured on the GPU) and a training step: its batch of
-    every kind in float32 plus `train_bytes`, the rest of what the caller's step holds on the device.
+    every kind in float32 plus `train_bytes`, the rest of what the caller's training holds on the device
+    (`TRAIN_BYTES_PER_PIXEL`, `training_state_bytes`). `other_cache_bytes`: what the caller puts on the
+    device beside the cache once it is built (the VQ-VAE's targets), counted with the cache.
 
     kinds: "clip" (N, C, g, g) pre-pool map of the CLIP tower at `tower_size` px (g = tower_size / 32);
     "random" (N, C, g, g) the same from a random-weight tower (BatchNorm recalibrated on train images), when
@@ -282,7 +308,7 @@ def frozen_features(
     working = train_bytes + 4 * batch_size * row_values  # a training batch of every kind in float32
     if device.type == "cuda":
         working = max(working, _tower_bytes(clip_tower, splits["train"].images, settings))
-    storage = map_storage(device, 2 * n_images * row_values, working)  # bf16
+    storage = map_storage(device, 2 * n_images * row_values + other_cache_bytes, working)  # bf16
     out: dict[str, dict[str, torch.Tensor]] = {}
     for split, data in splits.items():
         run = {**settings, "storage": storage}
@@ -303,7 +329,8 @@ def frozen_features(
 
 def _tower_bytes(tower: FrozenTower, images: np.ndarray, run: dict) -> int:
     """Peak device bytes of the tower's pass over the first batch of `images` (CUDA), its inputs included;
-    `run` holds run_tower's settings."""
+    `run` holds run_tower's settings. Measured with cuDNN's autotuning off, even inside
+    `runtime.fast_cuda_math`: the workspaces of the algorithms it times on a first pass would inflate it."""
     device, mean, std = run["device"], run["mean"], run["std"]
     tower = tower.to(device, memory_format=torch.channels_last)
 
@@ -312,7 +339,12 @@ def _tower_bytes(tower: FrozenTower, images: np.ndarray, run: dict) -> int:
         with torch.no_grad(), autocast(device):
             tower(model_input(batch, run["input_size"], mean, std, channels_last=True))
 
-    return peak_bytes(one_batch, device)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        return peak_bytes(one_batch, device)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def tower_features(

@@ -34,6 +34,12 @@ MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
 READ_EVERY = 50  # steps between the declared syncs that read the losses (and check them) on a GPU
 
 
+def read_every(device: torch.device) -> int:
+    """Steps between the reads of the losses: every step on the CPU, where a read costs nothing and a
+    divergence is caught at once; READ_EVERY on a GPU, where each read is a sync."""
+    return 1 if device.type == "cpu" else READ_EVERY
+
+
 @dataclass
 class PretrainConfig:
     steps: int = 400  # optimiser steps (the budget: steps, not seconds)
@@ -63,20 +69,22 @@ def pretrain_clip(
     seed : seeds the batch order (epoch permutations); the model's init is the caller's
 
     Returns one row per step: {"step": 1..steps, "loss": loss of that step's batch before the update,
-    "logit_scale": exp(logit_scale) after the update, "lr": learning rate of the update}. The steps never
-    read the device on the host: the rows are read (and checked) in one declared sync every READ_EVERY
-    steps; CLIP's loss is computed in float32, outside the bf16 autocast of the towers.
+    "logit_scale": exp(logit_scale) after the update, "lr": learning rate of the update}. The images and
+    tokens go to the device in one declared sync before the first step; the steps never read the device on
+    the host: the rows are read (and checked) in one declared sync every `read_every(device)` steps (every
+    step on the CPU, READ_EVERY on a GPU); CLIP's loss is computed in float32, outside the bf16 autocast of
+    the towers.
     """
     _check_inputs(images, captions, cfg)
     device = torch.device(device)
     size = image_size(model)
     mean, std = mean_std(model)
-    pixels = syncs.to_device(
-        torch.from_numpy(np.array(images)), device
-    )  # (N, H, W, 3) uint8, out of any mmap
     host_tokens = tokenizer(captions)  # (N, context) int64
     lengths = host_tokens.argmax(dim=-1) + 1  # each caption up to its end-of-text token, read on the host
-    tokens = syncs.to_device(host_tokens, device)
+    # (N, H, W, 3) uint8 out of any mmap, and the tokens: moved once, before the steps (one declared sync)
+    pixels, tokens = syncs.upload(
+        torch.from_numpy(np.array(images)), host_tokens, device=device, what="pretrain: inputs"
+    )
     model.to(device).train()
     # channels_last: oneDNN's convolutions and BatchNorm run faster on it (ResNet towers, CPU and CUDA)
     memory_format = (
@@ -89,18 +97,19 @@ def pretrain_clip(
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     history = torch.empty(cfg.steps, 2, device=device)  # per step: loss, exp(logit_scale); read in chunks
     rows: list[dict] = []
+    every = read_every(device)
     bar = progress_bar(total=cfg.steps, desc="pretrain", enabled=progress)
     for step in range(1, cfg.steps + 1):
         lr = _lr_at(step - 1, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = next(batches)
-        x = preprocess_uint8(pixels[batch.device], size, mean, std).contiguous(
+        x = preprocess_uint8(pixels[batch.on_device], size, mean, std).contiguous(
             memory_format=memory_format
         )  # (B, 3, S, S)
         with amp:
             image_features = model.encode_image(x, normalize=True)  # (B, D)
-            text_features = encode_captions(model, tokens[batch.device], int(lengths[batch.host].max()))
+            text_features = encode_captions(model, tokens[batch.on_device], int(lengths[batch.host].max()))
         # the loss in float32: bf16 logits would be spaced 0.25-0.5 apart at CLIP's scale (32-100)
         loss = loss_fn(image_features.float(), text_features.float(), model.logit_scale.exp())
         optimizer.zero_grad(set_to_none=True)
@@ -109,7 +118,7 @@ def pretrain_clip(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
             history[step - 1] = torch.stack([loss.detach(), model.logit_scale.exp()])
-        if step % READ_EVERY == 0 or step == cfg.steps:
+        if step % every == 0 or step == cfg.steps:
             rows += _read_rows(history, len(rows), step, cfg)
             bar.set_postfix_str(f"loss {rows[-1]['loss']:.3f}")
         bar.update()
