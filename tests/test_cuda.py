@@ -28,8 +28,8 @@ from clipprobe.plateau import PlateauRule
 
 pytestmark = pytest.mark.gpu
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-TWO_EPOCHS = PlateauRule(patience=3, tolerance=0.01, max_epochs=2)
-ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, max_epochs=1)
+TWO_EPOCHS = PlateauRule(tolerance=0.01, max_epochs=2)
+ONE_EPOCH = PlateauRule(tolerance=0.01, max_epochs=1)
 
 
 @pytest.fixture

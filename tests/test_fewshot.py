@@ -165,9 +165,9 @@ def test_every_method_sees_the_same_support_sets_and_nested_val_sets(features, m
     seen = {}
     real = fewshot.run_method
 
-    def spy(method, cfg, task, *args):
+    def spy(method, cfg, task, *args, **kwargs):
         seen[type(method).__name__] = (task.support_index.clone(), task.val_index.clone())
-        return real(method, cfg, task, *args)
+        return real(method, cfg, task, *args, **kwargs)
 
     monkeypatch.setattr(fewshot, "run_method", spy)
     _sweep(features, (2,))

@@ -12,7 +12,14 @@ from clipprobe.features.views import CROP_SCALE, augment, crop_boxes
 from clipprobe.params import load_params
 from clipprobe.probes.fewshot import train as fewshot_train
 from clipprobe.probes.fewshot.closed import GaussianDiscriminant, TipAdapter, tip_grid
-from clipprobe.probes.fewshot.methods import Clap, LinearProbePP, Prior, ZeroshotSwept
+from clipprobe.probes.fewshot.methods import (
+    Clap,
+    LinearProbePP,
+    Prior,
+    RandomHead,
+    RandomSwept,
+    ZeroshotSwept,
+)
 from clipprobe.probes.fewshot.support import make_task
 from clipprobe.probes.fewshot.sweep import run_method
 from clipprobe.probes.fewshot.train import Trace, best_latest, best_of_runs, train_heads
@@ -166,3 +173,20 @@ def test_swept_zeroshot_head_starts_at_zeroshot_and_reports_its_step_size():
     zeroshot = (test_x @ prior.weights.T).argmax(dim=-1) == test_y
     assert torch.equal(result.trace.test_hits[0], zeroshot.expand_as(result.trace.test_hits[0]))
     assert set(result.choice["lr"].tolist()) <= set(DEFAULT.linear.lrs)
+
+
+def test_swept_head_reuses_its_base_run_at_the_base_step_size_and_gets_the_same_result():
+    task, prior, (test_x, test_y) = _task(2)
+    cfg = DEFAULT.model_copy(update={"epochs": 4, "eval_every": 2})
+    base = run_method(RandomHead(prior, cfg), cfg, task, test_x, test_y, torch.Generator().manual_seed(5))
+    reused = run_method(
+        RandomSwept(prior, cfg), cfg, task, test_x, test_y, torch.Generator().manual_seed(5), base=base
+    )
+    recomputed = run_method(
+        RandomSwept(prior, cfg), cfg, task, test_x, test_y, torch.Generator().manual_seed(5)
+    )
+    assert cfg.linear.lr in cfg.linear.lrs
+    assert torch.equal(reused.hits, recomputed.hits) and torch.equal(
+        reused.choice["lr"], recomputed.choice["lr"]
+    )
+    assert torch.equal(reused.trace.test_hits, recomputed.trace.test_hits)

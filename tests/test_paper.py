@@ -29,6 +29,7 @@ SMALL = {  # the paper profile's shapes, at sizes a CPU runs in seconds
     "data.clevr": {"n_train": 8, "n_val": 4, "n_test": 4, "image_size": 224},
     "embed.batch_size": 64,
     "embed.ensemble": "shapes",  # 8 templates: the 18 CIFAR templates x 100 classes would dominate the run
+    "embed.views": 1,  # one augmented view of the 400 train images through ViT-B-32 (10 would take minutes)
     "probe.max_iter": 30,
     "shots": [1],
     "fewshot.draws": 2,

@@ -1,4 +1,4 @@
-"""The plateau rule every decoder trains by: a cosine over the budget, stop when the last fifth gains nothing."""
+"""The plateau rule every decoder trains by: a whole cosine schedule, then a check that its last fifth is flat."""
 
 from __future__ import annotations
 
@@ -10,35 +10,36 @@ import torch
 from clipprobe.plateau import Plateau, PlateauRule, is_flat, window
 from clipprobe.report.claims import stability_words
 
-RULE = PlateauRule(patience=3, tolerance=0.01, max_epochs=100)
+RULE = PlateauRule(tolerance=0.01, max_epochs=100)
 
 
-def _run(scores: list[float], higher_is_better: bool = True, rule: PlateauRule = RULE) -> Plateau:
+def _run(scores: list[float], higher_is_better: bool = True) -> Plateau:
+    """Train len(scores) epochs, the whole schedule, each epoch's weights carrying its score."""
+    rule = PlateauRule(tolerance=0.01, max_epochs=len(scores))
     plateau, model = Plateau(rule, higher_is_better, lr=1e-3, steps_per_epoch=10), torch.nn.Linear(1, 1)
     for score in scores:
         with torch.no_grad():
-            model.bias.fill_(score)  # the weights of each epoch carry its score
-        if plateau.end_epoch(score, model):
-            break
+            model.bias.fill_(score)
+        plateau.end_epoch(score, model)
     plateau.restore_best(model)
     assert model.bias.item() == pytest.approx(scores[plateau.best_epoch - 1])
     return plateau
 
 
-def test_window_is_a_fifth_of_the_run_and_at_least_patience():
-    assert [window(e, 3) for e in (1, 8, 15, 16, 40)] == [3, 3, 3, 4, 8]
+def test_window_is_a_fifth_of_the_run():
+    assert [window(e) for e in (1, 5, 8, 16, 50, 100)] == [1, 1, 2, 4, 10, 20]
 
 
 @pytest.mark.parametrize(
     ("scores", "flat"),
     [
-        ([0.1, 0.2, 0.3, 0.4], False),  # still rising
-        ([0.1, 0.5, 0.5, 0.502, 0.501], True),  # +0.4% over the best before the window
+        ([0.1, 0.2, 0.3, 0.4, 0.5], False),  # still rising
+        ([0.1, 0.5, 0.5, 0.5, 0.502], True),  # +0.4% over the best before the window
         ([0.1, 0.5, 0.5, 0.5, 0.52], False),  # +4%
-        ([0.5, 0.5, 0.5], False),  # nothing before the window to compare with
+        ([0.5], False),  # nothing before the window to compare with
     ],
 )
-def test_flat_means_the_last_window_beats_the_best_before_by_less_than_the_tolerance(scores, flat):
+def test_flat_means_the_last_fifth_beats_the_best_before_by_less_than_the_tolerance(scores, flat):
     assert is_flat(scores, RULE, higher_is_better=True) is flat
 
 
@@ -48,7 +49,7 @@ def test_a_falling_loss_is_not_flat_and_a_stalled_one_is():
 
 
 def test_learning_rate_warms_up_over_the_first_epoch_then_follows_a_cosine_over_the_budget():
-    plateau = Plateau(PlateauRule(3, 0.01, max_epochs=10), True, lr=1e-3, steps_per_epoch=10)
+    plateau = Plateau(PlateauRule(0.01, max_epochs=10), True, lr=1e-3, steps_per_epoch=10)
     assert plateau.lr_at(0) == pytest.approx(1e-4) and plateau.lr_at(9) == pytest.approx(1e-3)
     assert plateau.lr_at(50) == pytest.approx(0.5e-3)  # half way: half the peak
     assert plateau.lr_at(99) == pytest.approx(
@@ -56,38 +57,21 @@ def test_learning_rate_warms_up_over_the_first_epoch_then_follows_a_cosine_over_
     )  # last epoch: near 0
 
 
-def test_training_stops_at_the_first_flat_stretch_of_the_schedules_second_half_and_keeps_the_best_epoch():
-    plateau = _run([0.1, 0.5] + [0.5] * 20, rule=PlateauRule(3, 0.01, max_epochs=10))
-    assert len(plateau.scores) == 5 and not plateau.capped  # flat from epoch 5, the half of 10
-    assert plateau.best_epoch == 2  # ties keep the earlier epoch
-    assert is_flat(plateau.scores, RULE, higher_is_better=True)  # every run that stops on its own ends flat
+def test_a_pause_early_in_the_schedule_does_not_end_the_run_and_the_best_epoch_is_kept():
+    pause = [0.1, 0.3, 0.3, 0.3, 0.3, 0.3]  # flat for five epochs at a large step size, then rising again
+    plateau = _run(pause + [0.3 + 0.05 * e for e in range(1, 30)] + [1.75] * 15)
+    assert len(plateau.scores) == 50 and not plateau.rising
+    assert plateau.best_epoch == len(pause) + 29  # the first 1.75: ties keep the earlier epoch
 
 
-def test_a_long_run_needs_a_longer_flat_stretch():
-    rising = [0.1 * e for e in range(1, 21)]  # 20 epochs of gains, then a plateau
-    plateau = _run(rising + [2.0] * 20, rule=PlateauRule(3, 0.01, max_epochs=40))
-    assert len(plateau.scores) == 25  # the window grew to 5 (a fifth of 25) before it was flat
-    assert plateau.best_epoch == 20
+def test_a_run_still_improving_at_the_end_of_its_schedule_says_so():
+    plateau = _run([0.01 * e for e in range(1, 13)])
+    assert plateau.rising and len(plateau.scores) == 12 and plateau.best_epoch == 12
 
 
-def test_a_flat_stretch_in_the_first_half_of_the_schedule_does_not_stop_the_run():
-    pause = [0.1, 0.3, 0.3, 0.3, 0.3, 0.3]  # flat at epoch 5 of 40, then rising again
-    plateau = _run(
-        pause + [0.3 + 0.05 * e for e in range(1, 30)] + [1.8] * 20, rule=PlateauRule(3, 0.01, max_epochs=40)
-    )
-    assert len(plateau.scores) > len(pause) and plateau.best_epoch == len(pause) + 30  # the first 1.8
-
-
-def test_a_run_still_improving_at_the_cap_says_so():
-    plateau = _run([0.01 * e for e in range(1, 200)], rule=PlateauRule(3, 0.01, max_epochs=12))
-    assert plateau.capped and len(plateau.scores) == 12 and plateau.best_epoch == 12
-
-
-def test_a_run_flat_at_the_cap_is_not_capped():
-    plateau = _run(
-        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9, 0.9, 0.9, 0.9], rule=PlateauRule(3, 0.01, max_epochs=10)
-    )
-    assert len(plateau.scores) == 10 and not plateau.capped  # flat exactly at its last epoch
+def test_a_run_flat_over_its_last_fifth_is_not_rising():
+    plateau = _run([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9, 0.9, 0.9, 0.9])
+    assert not plateau.rising  # its last two epochs gain nothing on the 0.9 before them
 
 
 def test_claims_are_marked_by_their_verdict_under_the_perturbation():

@@ -46,7 +46,7 @@ from clipprobe.summary import segment as summary_segment
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
-ONE_EPOCH = PlateauRule(patience=3, tolerance=0.01, max_epochs=1)
+ONE_EPOCH = PlateauRule(tolerance=0.01, max_epochs=1)
 
 
 def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -393,7 +393,7 @@ def test_verdict_follows_the_claims_over_seeds(clip, pooled, majority, unet, ver
     for seed in range(3):
         scores = {"clip": clip, "pooled": pooled, "unet11_scratch": unet, "majority": majority}
         metrics = {name: {"miou": v[seed], "pixel_acc": 0.8, "iou": {}, "best_epoch": 1.0, "epochs": 1.0,
-                          "capped": 0.0, "trainable_params": 1.0}
+                          "rising": 0.0, "trainable_params": 1.0}
                    for name, v in scores.items()}  # fmt: skip
         write_json(tmp_path / f"runs/seed{seed}/segment.json", flatten(metrics))
         rows = [

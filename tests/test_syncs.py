@@ -28,7 +28,7 @@ from clipprobe.probes.fewshot.train import eval_points
 from clipprobe.syncs import Rows
 
 CPU = torch.device("cpu")
-TWO_EPOCHS = PlateauRule(patience=3, tolerance=0.01, max_epochs=2)
+TWO_EPOCHS = PlateauRule(tolerance=0.01, max_epochs=2)
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 

@@ -118,7 +118,7 @@ def test_training_through_the_tower_changes_no_clip_weight_or_batchnorm_statisti
     head_before = vq.encoder[1].proj.weight.clone()
     vqvae_train.train_vqvae(
         vq, vqvae_train.Pairs(images, torch.rand(8, 3, 32, 32)), vqvae_train.Pairs(images[:4], torch.rand(4, 3, 32, 32)),
-        rule=PlateauRule(1, 0.01, max_epochs=2), batch_size=4, lr=1e-2, seed=0, device=CPU, desc="test",
+        rule=PlateauRule(0.01, max_epochs=2), batch_size=4, lr=1e-2, seed=0, device=CPU, desc="test",
     )  # fmt: skip
     assert not torch.equal(vq.encoder[1].proj.weight, head_before)  # the 1x1 conv did train
     after = tower.state_dict()

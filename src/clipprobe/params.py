@@ -271,11 +271,10 @@ class CountingParams(_Group):
 
 
 class PlateauParams(_Group):
-    patience: PositiveInt
     tolerance: Annotated[float, Field(ge=0, lt=1)]
 
     def rule(self, max_epochs: int) -> PlateauRule:
-        return PlateauRule(self.patience, self.tolerance, max_epochs)
+        return PlateauRule(self.tolerance, max_epochs)
 
 
 class _DecoderData(_Group):

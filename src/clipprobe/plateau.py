@@ -1,15 +1,13 @@
-"""The one training length every decoder gets: until its validation score stops improving.
+"""The one training length every decoder gets: a whole cosine schedule, to its validation plateau.
 
 The rule, the same for every model of a comparison and on the same validation images: the learning rate
 warms up linearly over the first epoch and then follows a cosine from its peak towards zero over
-`max_epochs` epochs (one value per epoch), so that every run settles within its budget, as fast trainers
-do. After each epoch the val score is recorded; a run is *flat* when the best score of its last ⌈E/5⌉
-epochs (E epochs so far, and at least `patience` of them) improves on the best of the epochs before by
-less than `tolerance` (relative). Training stops at the first flat stretch in the second half of the
-schedule (earlier, at a large step size, a noisy curve can pause while it is still rising), so every curve
-ends flat over at least its last fifth. The weights kept are the best val epoch's. A run that reaches `max_epochs`
-without a flat end stops there and says so (`capped`): the report shows it as a model that did not reach
-its plateau, never as one that did.
+`max_epochs` epochs (one value per epoch), as fast trainers do, and every run trains all of them: no early
+stop, because a curve that pauses at a large step size can still be rising (UNet11 did, stopped at a third
+of its peak step size). The weights kept are the best val epoch's. The run is then checked: it is *flat*
+when the best score of its last ⌈E/5⌉ epochs improves on the best of the E epochs before by less than
+`tolerance` (relative). A run that is not flat says so (`rising`): the report shows it as a model that did
+not reach its plateau within the schedule, never as one that did.
 """
 
 from __future__ import annotations
@@ -25,19 +23,18 @@ if TYPE_CHECKING:  # params.py reads PlateauRule without importing torch
 
 @dataclass(frozen=True)
 class PlateauRule:
-    patience: int  # the fewest epochs a flat stretch spans
     tolerance: float  # a relative improvement below this is no improvement (0.01: 1%)
-    max_epochs: int  # the cosine schedule's length, and the cap
+    max_epochs: int  # the cosine schedule's length: every run trains all of it
 
 
-def window(epochs: int, patience: int) -> int:
-    """How many of the last epochs must show no improvement: a fifth of the run, at least `patience`."""
-    return max(patience, math.ceil(epochs / 5))
+def window(epochs: int) -> int:
+    """How many of the last epochs must show no improvement: a fifth of the run."""
+    return math.ceil(epochs / 5)
 
 
 def is_flat(scores: list[float], rule: PlateauRule, higher_is_better: bool) -> bool:
     """Whether the last `window` epochs improved on the best before them by less than `rule.tolerance`."""
-    last = window(len(scores), rule.patience)
+    last = window(len(scores))
     if len(scores) <= last:
         return False
     pick = max if higher_is_better else min
@@ -48,14 +45,14 @@ def is_flat(scores: list[float], rule: PlateauRule, higher_is_better: bool) -> b
 
 @dataclass
 class Plateau:
-    """Tracks one run: the step size of each step, the epoch to stop after, the best epoch and its weights."""
+    """Tracks one run: the step size of each step, the best epoch and its weights, and whether it ended flat."""
 
     rule: PlateauRule
     higher_is_better: bool
     lr: float  # the peak learning rate
     steps_per_epoch: int
     scores: list[float] = field(default_factory=list)
-    capped: bool = False  # stopped by max_epochs before its plateau
+    rising: bool = False  # its last fifth still improved by `tolerance` or more: short of its plateau
     best_state: dict | None = None  # a copy of the weights of the best val epoch so far
 
     def set_lr(self, optimiser: torch.optim.Optimizer, step: int) -> None:
@@ -69,17 +66,14 @@ class Plateau:
         epoch = step // self.steps_per_epoch
         return self.lr * warm * 0.5 * (1 + math.cos(math.pi * epoch / self.rule.max_epochs))
 
-    def end_epoch(self, score: float, model: torch.nn.Module) -> bool:
-        """Record an epoch's val score (keeping `model`'s weights if it is the best so far); True when
-        training should stop after it."""
+    def end_epoch(self, score: float, model: torch.nn.Module) -> None:
+        """Record an epoch's val score, keeping `model`'s weights if it is the best so far; after the
+        schedule's last epoch, `rising` says whether the run ended short of its plateau."""
         self.scores.append(score)
         if self.best_epoch == len(self.scores):
             self.best_state = copy.deepcopy(model.state_dict())
-        past_half = 2 * len(self.scores) >= self.rule.max_epochs
-        if past_half and is_flat(self.scores, self.rule, self.higher_is_better):
-            return True
-        self.capped = len(self.scores) >= self.rule.max_epochs
-        return self.capped
+        if len(self.scores) == self.rule.max_epochs:
+            self.rising = not is_flat(self.scores, self.rule, self.higher_is_better)
 
     def restore_best(self, model: torch.nn.Module) -> None:
         model.load_state_dict(self.best_state)

@@ -322,7 +322,7 @@ def _plateau_context(metrics: Sequence[dict], models: Sequence[str]) -> dict:
     """Per model, one value per seed: epochs trained, the epoch kept, whether the cap stopped it."""
     return {
         key: {name: [m[f"{name}.{key}"] for m in metrics] for name in models}
-        for key in ("epochs", "best_epoch", "capped")
+        for key in ("epochs", "best_epoch", "rising")
     }
 
 

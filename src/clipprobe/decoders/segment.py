@@ -40,7 +40,7 @@ class Inputs:
 
 
 def evaluate(inputs: Inputs, cfg: SegmentParams) -> Result:
-    """figures: per model `miou`, `pixel_acc`, `iou.<class>`, `test_loss`, `best_epoch`, `epochs`, `capped`,
+    """figures: per model `miou`, `pixel_acc`, `iou.<class>`, `test_loss`, `best_epoch`, `epochs`, `rising`,
     `trainable_params`,
     and the majority baseline; curves: `curves` (per model and epoch); arrays: `overlays` (the mask-overlay figure).
     Call `torch.set_flush_denormal(True)` first, before any parallel region (the segment stage does): barely

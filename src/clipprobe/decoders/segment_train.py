@@ -2,7 +2,7 @@
 
 Every model gets the same recipe: cross-entropy weighted by inverse train-pixel frequency per class (so
 painting the background everywhere is no minimum; IGNORE pixels skipped), Adam at `lr` with the plateau
-rule's warm-up and cosine, the same seeded batch order, until val mIoU stops improving (`plateau`). The
+rule's warm-up and cosine over the whole schedule, the same seeded batch order (`plateau`). The
 weights kept are those of the epoch with the best val mIoU (ties: the earlier), and only they are scored on
 test. The feature decoders train on the cached frozen-tower outputs, so the tower never runs (nor changes)
 here.
@@ -10,7 +10,6 @@ here.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -44,7 +43,7 @@ class Recipe:
 class Trained:
     model: nn.Module  # holding the weights of `best_epoch`
     best_epoch: int  # 1-based
-    capped: bool  # stopped by max_epochs before its plateau
+    rising: bool  # its last fifth still improved: short of its plateau
     curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_miou
 
 
@@ -125,7 +124,7 @@ def train(
     recipe: Recipe,
     desc: str = "segment",
 ) -> Trained:
-    """Fit `model` on inputs["train"] -> masks["train"] to its val-mIoU plateau, keeping the best epoch.
+    """Fit `model` on inputs["train"] -> masks["train"] over the whole schedule, keeping the best val-mIoU epoch.
 
     `inputs[split]` is (N, ...) whatever the model reads, as stored (`model_inputs`), and `masks[split]`
     (N, H, W) uint8 on the model's device. Returns the model with the kept weights, that epoch and the
@@ -139,8 +138,8 @@ def train(
     weights = class_weights(y, len(class_names)).to(device)
     plateau = Plateau(recipe.rule, True, recipe.lr, math.ceil(len(x) / recipe.batch_size))
     curves, step = [], 0
-    bar = progress(desc=f"{desc} (epochs to the plateau, at most {recipe.rule.max_epochs})")
-    for epoch in itertools.count(1):
+    bar = progress(total=recipe.rule.max_epochs, desc=f"{desc} (epochs; the best val epoch is kept)")
+    for epoch in range(1, recipe.rule.max_epochs + 1):
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # no per-step sync
         for rows in batch_rows(len(x), recipe.batch_size, order, device):
@@ -165,11 +164,10 @@ def train(
         curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_miou": val_miou})
         bar.set_postfix_str(f"val mIoU {val_miou:.3f}")
         bar.update()
-        if plateau.end_epoch(val_miou, model):
-            break
+        plateau.end_epoch(val_miou, model)
     bar.close()
     plateau.restore_best(model)
-    return Trained(model, plateau.best_epoch, plateau.capped, curves)
+    return Trained(model, plateau.best_epoch, plateau.rising, curves)
 
 
 @dataclass
@@ -243,7 +241,7 @@ def compare(
             "test_loss": test_loss,
             "best_epoch": float(trained.best_epoch),
             "epochs": float(len(trained.curves)),
-            "capped": float(trained.capped),
+            "rising": float(trained.rising),
             "trainable_params": float(trainable),
         }
         rows += [{"model": name, **curve} for curve in trained.curves]

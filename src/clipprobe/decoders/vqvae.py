@@ -179,7 +179,7 @@ def _compare(inputs: Inputs, cfg: VqvaeParams) -> Result:
             "best_val_recon": kept["val_recon"],
             "best_epoch": training.best_epoch,
             "epochs": len(training.history),
-            "capped": float(training.capped),
+            "rising": float(training.rising),
             "report_total_loss": sum(kept[f"train_{term}"] for term in TERMS),  # parity only, see the report
         }
         curves += [{"model": name, **row} for row in training.history]

@@ -9,7 +9,6 @@ perplexity and the share of codes used are counted over the whole test split.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ def _terms(
 class Training:
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_ and val_ TERMS
     best_epoch: int = 0  # 1-based: the weights kept, lowest val reconstruction error
-    capped: bool = False  # stopped by max_epochs before its plateau
+    rising: bool = False  # its last fifth still improved: short of its plateau
 
 
 def train_vqvae(
@@ -69,8 +68,8 @@ def train_vqvae(
     device: torch.device,
     desc: str,
 ) -> Training:
-    """Adam on reconstruction MSE + commitment (the codebook follows by EMA) until the val reconstruction
-    error stops falling (`plateau`); the model ends with the weights of its best val epoch.
+    """Adam on reconstruction MSE + commitment (the codebook follows by EMA) over the whole schedule
+    (`plateau`); the model ends with the weights of its epoch of lowest val reconstruction error.
 
     The batch order comes from a CPU generator on every device; the codebook's restarts draw from it on
     the CPU and from a generator of the same seed on a GPU (`EMAQuantizer`). Two declared syncs per epoch
@@ -82,8 +81,8 @@ def train_vqvae(
     plateau = Plateau(rule, False, lr, math.ceil(len(train) / batch_size))
     inputs, targets = Feed(train.inputs, device), Feed(train.targets, device)
     training, step = Training(), 0
-    bar = progress(desc=f"{desc} (epochs to the plateau, at most {rule.max_epochs})")
-    for epoch in itertools.count(1):
+    bar = progress(total=rule.max_epochs, desc=f"{desc} (epochs; the best val epoch is kept)")
+    for epoch in range(1, rule.max_epochs + 1):
         model.train()
         sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)  # no per-step sync
         for rows in batch_rows(len(train), batch_size, generator, device):
@@ -107,11 +106,10 @@ def train_vqvae(
         training.history.append(row)
         bar.set_postfix_str(f"val recon {row['val_recon']:.5f}")
         bar.update()
-        if plateau.end_epoch(row["val_recon"], model):
-            break
+        plateau.end_epoch(row["val_recon"], model)
     bar.close()
     plateau.restore_best(model)
-    training.best_epoch, training.capped = plateau.best_epoch, plateau.capped
+    training.best_epoch, training.rising = plateau.best_epoch, plateau.rising
     return training
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from clipprobe.report.references import Reference  # noqa: E402
@@ -104,24 +105,36 @@ def pretrain_curve(curves: dict[int, pd.DataFrame], path: Path) -> None:
 
 
 def image_grid(
-    rows: dict[str, np.ndarray], title: str, path: Path, column_titles: list[str] | None = None
+    rows: dict[str, np.ndarray],
+    title: str,
+    path: Path,
+    column_titles: list[str] | None = None,
+    legend: list[Patch] | None = None,
 ) -> None:
-    """One labelled row per entry of uint8 (n, H, W, 3) images, shown at their own pixels (no rescaling)."""
+    """One labelled row per entry of uint8 (n, H, W, 3) images, shown at their own pixels (no rescaling).
+
+    The images are tiled into one mosaic (white gutters) drawn on one axes: a grid of one axes per image
+    costs a second per figure in layout alone."""
     n = max(len(images) for images in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.6, 1.2 * len(rows) + 0.6), squeeze=False)
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if c < len(images):
-                ax.imshow(images[c], interpolation="nearest")
-            if c == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-            if r == 0 and column_titles:
-                ax.set_title(column_titles[c], fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    height, width = next(iter(rows.values())).shape[1:3]
+    gutter = max(1, height // 16)
+    cell_h, cell_w = height + gutter, width + gutter
+    mosaic = np.full((len(rows) * cell_h - gutter, n * cell_w - gutter, 3), 255, dtype=np.uint8)
+    for r, images in enumerate(rows.values()):
+        for c, image in enumerate(images):
+            mosaic[r * cell_h : r * cell_h + height, c * cell_w : c * cell_w + width] = image
+    fig, ax = plt.subplots(figsize=(1.2 * n + 1.6, 1.2 * len(rows) + 0.6))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for r, label in enumerate(rows):
+        ax.text(-gutter * 2, r * cell_h + height / 2, label, ha="right", va="center", fontsize=8)
+    for c, column in enumerate(column_titles or []):
+        ax.text(c * cell_w + width / 2, -gutter * 2, column, ha="center", va="bottom", fontsize=8)
+    ax.set_title(title, fontsize=10, pad=20 if column_titles else 6)
+    if legend:
+        ax.legend(
+            handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=min(len(legend), 7), fontsize=7
+        )
     save(fig, path)
 
 

@@ -1,5 +1,5 @@
-"""What the report says about how long each decoder trained: the plateau rule in words, every seed's curve
-to its plateau, epochs trained and kept per seed, and the models the cap stopped short."""
+"""What the report says about how each decoder trained: the plateau rule in words, every seed's curve,
+epochs trained and kept per seed, and the models still rising at the end of their schedule."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ SEED_STYLES = ("-", "--", ":", "-.")
 
 
 def rule_words(params: Params, score: str, max_epochs: int) -> str:
-    """The stopping rule, as the sections state it."""
-    rule = params.plateau
+    """The training rule, as the sections state it."""
     return (
-        f"trained until {score} stops improving: the learning rate warms up linearly over the first epoch, "
-        f"then follows a cosine towards zero over {max_epochs} epochs; after each epoch, a run is flat when "
-        f"the best {score} of its last fifth of epochs (at least {rule.patience}) beats the best before by "
-        f"less than {100 * rule.tolerance:g}%, and training stops at the first flat stretch in the second half "
-        f"of the schedule (cap: "
-        f"{max_epochs} epochs). The weights kept are those of the best val epoch"
+        f"trained for the whole of one schedule: the learning rate warms up linearly over the first epoch, "
+        f"then follows a cosine towards zero over {max_epochs} epochs, with no early stop. A run is flat when "
+        f"the best {score} of its last fifth of epochs beats the best before by less than "
+        f"{100 * params.plateau.tolerance:g}%. The weights kept are those of the best val epoch"
     )
 
 
@@ -45,15 +42,15 @@ def draw(ax: plt.Axes, curves: pd.DataFrame, labels: Mapping[str, str], value: s
 
 
 def epochs_cell(context: dict, name: str) -> str:
-    """'31 (24), 27 (20), …': per seed, epochs trained and (the epoch kept); '*' marks a run the cap stopped."""
-    runs = zip(context["epochs"][name], context["best_epoch"][name], context["capped"][name], strict=True)
+    """'60 (54), 60 (47), …': per seed, epochs trained and (the epoch kept); '*' marks a run not flat."""
+    runs = zip(context["epochs"][name], context["best_epoch"][name], context["rising"][name], strict=True)
     return ", ".join(f"{e:.0f} ({b:.0f}){'*' if c else ''}" for e, b, c in runs)
 
 
-def capped_words(context: dict, labels: Mapping[str, str]) -> str:
-    """A sentence naming the models that the cap stopped before their plateau (empty when none)."""
-    short = [f"{label} ({sum(map(bool, context['capped'][name]))} of {len(context['capped'][name])} seeds)"
-             for name, label in labels.items() if any(context["capped"][name])]  # fmt: skip
+def rising_words(context: dict, labels: Mapping[str, str]) -> str:
+    """A sentence naming the models still rising at the end of their schedule."""
+    short = [f"{label} ({sum(map(bool, context['rising'][name]))} of {len(context['rising'][name])} seeds)"
+             for name, label in labels.items() if any(context["rising"][name])]  # fmt: skip
     if not short:
-        return "Every model reached its plateau before the cap, in every seed."
-    return f"**Stopped by the cap before its plateau** (its score is a lower bound): {', '.join(short)}."
+        return "Every model ends flat over its last fifth of epochs, in every seed."
+    return f"**Still rising at the end of its schedule** (its score is a lower bound): {', '.join(short)}."

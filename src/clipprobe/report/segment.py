@@ -100,29 +100,21 @@ def _overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray) -> np.nda
 
 
 def _overlay_figure(overlays: dict, models: list[str], title: str, path: Path) -> None:
-    """Rows: fixed val images; columns: image | ground truth | each model's prediction, masks over the image."""
+    """Columns: fixed val images; rows: the image | ground truth | each model's prediction, masks over the image."""
     images, class_names = overlays["images"], [str(c) for c in overlays["class_names"]]
     palette = _palette(len(class_names))
-    predictions = ((_label(m), overlays[f"pred_{m}"]) for m in models)
-    columns = [("image", None), ("ground truth", overlays["masks"]), *predictions]
-    fig, axes = plt.subplots(
-        len(images), len(columns), figsize=(1.9 * len(columns), 1.9 * len(images)), squeeze=False
-    )
-    for row, image in enumerate(images):
-        for col, (name, values) in enumerate(columns):
-            ax = axes[row, col]
-            ax.imshow(image if values is None else _overlay(image, values[row], palette))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(textwrap.fill(name, 22), fontsize=7)
+    rows = {"image": images}
+    for name, masks in (
+        ("ground truth", overlays["masks"]),
+        *((_label(m), overlays[f"pred_{m}"]) for m in models),
+    ):
+        rows[textwrap.fill(name, 22)] = np.stack(
+            [_overlay(image, mask, palette) for image, mask in zip(images, masks, strict=True)]
+        )
     # background is left as the (greyed, dimmed) image itself, not painted: its legend patch says so
     handles = [Patch(color=(0.5, 0.5, 0.5), label=f"{class_names[0]} (image, dimmed)")]
     handles += [Patch(color=palette[c] / 255, label=n) for c, n in enumerate(class_names) if c > 0]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(bottom=0.08)
-    figures.save(fig, path)
+    figures.image_grid(rows, title, path, legend=handles)
 
 
 def _tables(params: Params, summary: Summary, models: list[str], class_names: list[str]) -> list[str]:
@@ -225,9 +217,9 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"![Segmentation curves]({CURVES_FIGURE})",
         "",
-        "Per-pixel validation loss (left) and validation mIoU (right) after each epoch, every seed to its "
-        "plateau or to the cap (`*` in the table); dots mark the epoch kept. "
-        + plateau.capped_words(summary.context("segment"), {name: _label(name) for name in models}),
+        "Per-pixel validation loss (left) and validation mIoU (right) after each epoch, every seed over its "
+        "whole schedule (`*` in the table: not flat at the end); dots mark the epoch kept. "
+        + plateau.rising_words(summary.context("segment"), {name: _label(name) for name in models}),
         "",
         *_tables(params, summary, models, class_names),
         "",
@@ -237,8 +229,8 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"![Mask overlays on fixed val images]({OVERLAY_FIGURE})",
         "",
-        "Fixed validation images, their ground-truth masks and each model's prediction: classes painted over a "
-        "grey copy of the image, background left as the dimmed image.",
+        "Fixed validation images (columns): the image, its ground-truth mask and each model's prediction (rows), "
+        "classes painted over a grey copy of the image, background left as the dimmed image.",
         "",
         _verdict(summary, models),
     ]

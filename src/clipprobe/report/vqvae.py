@@ -156,8 +156,9 @@ def render(params: Params, out_dir: Path) -> str:
         "",
         f"![VQ-VAE loss curves]({FIGURES['curves']})",
         "",
-        "Validation reconstruction MSE after each epoch (log scale), every seed to its plateau or to the cap "
-        "(`*` in the table); dots mark the epoch kept. " + plateau.capped_words(context, MODELS),
+        "Validation reconstruction MSE after each epoch (log scale), every seed over its whole schedule "
+        "(`*` in the table: not flat at the end); dots mark the epoch kept. "
+        + plateau.rising_words(context, MODELS),
         "",
         f"![Decodings of random codes]({FIGURES['random']})",
         "",

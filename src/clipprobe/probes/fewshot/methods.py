@@ -118,20 +118,41 @@ class ZeroshotHead(LinearHead):
 class SweptStep:
     """The same head at every step size of `fewshot.linear.lrs` (ascending), from the same init; per draw the
     step size and epoch with the best few-shot val accuracy are kept (ties: the smaller step, the later epoch):
-    the report's heads judged at a step size that does not destroy a good init (`sweep.run_method`)."""
+    the report's heads judged at a step size that does not destroy a good init (`sweep.run_method`). It starts
+    from its `base` head's init (the same random stream), so at the base's step size it is the base's run,
+    which the sweep reuses."""
+
+    base: str  # the registry name of the head it sweeps
 
     def __init__(self, prior: Prior, cfg: FewshotParams):
         super().__init__(prior, cfg)
         self.lrs = sorted(cfg.linear.lrs)
+        self.stack = self.lrs  # the step sizes one run trains, as copies of the draws (`Task.repeat`)
         self.drivers = f"fewshot.linear.lrs (got {self.lrs})"
+
+    def init(self, task: Task, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The base head's init of the draws, once per step size of the stack."""
+        draws = task.draws // len(self.stack)
+        state = super().init(task.heads(slice(0, draws)), generator)
+        return {
+            name: torch.cat([t.detach()] * len(self.stack)).requires_grad_(True) for name, t in state.items()
+        }
+
+    def optimizer(self, state: dict[str, torch.Tensor], task: Task, epochs: int) -> HeadAdamW:
+        lr = torch.tensor(self.stack, dtype=torch.float64).repeat_interleave(task.draws // len(self.stack))
+        return HeadAdamW(list(state.values()), lr=lr.to(task.support.device), weight_decay=self.weight_decay)
 
 
 class RandomSwept(SweptStep, RandomHead):
     """`random_swept`: the random init at the step size chosen on few-shot val."""
 
+    base = "random"
+
 
 class ZeroshotSwept(SweptStep, ZeroshotHead):
     """`zeroshot_swept`: the zero-shot init at the step size chosen on few-shot val."""
+
+    base = "zeroshot"
 
 
 class Clap:

@@ -97,35 +97,39 @@ def run(
     (train_x, train_y), (test_x, test_y) = train, test
     n_classes = len(prior.weights)
     threshold = float(np.median(np.asarray(data["train"].sizes)))
+    draws = cfg.modes.draws
     out: dict[str, np.ndarray] = {}
-    for attribute in cfg.modes.attributes:
-        train_modes = mode_labels(data["train"], attribute, threshold)
-        test_modes = torch.from_numpy(mode_labels(data["test"], attribute, threshold))
-        for k in cfg.modes.shots:
+    for k in cfg.modes.shots:
+        rows, in_support, blocks = [], [], []  # every attribute x support kind, stacked as heads
+        for a, attribute in enumerate(cfg.modes.attributes):
+            train_modes = mode_labels(data["train"], attribute, threshold)
+            test_modes = torch.from_numpy(mode_labels(data["test"], attribute, threshold))
             _check_modes(train_y.numpy(), train_modes, n_classes, k, attribute)
             for s, kind in enumerate(SUPPORTS):
-                rng = np.random.default_rng([seed, k, _STREAM, cfg.modes.attributes.index(attribute), s])
-                rows, shown = draw_supports(
-                    train_y.numpy(), train_modes, n_classes, k, cfg.modes.draws, kind, rng
+                rng = np.random.default_rng([seed, k, _STREAM, a, s])
+                block_rows, shown = draw_supports(
+                    train_y.numpy(), train_modes, n_classes, k, draws, kind, rng
                 )
-                index = torch.from_numpy(rows)
-                task = Task(
-                    k, train_x[index], train_y[index[0]], train_x[index], train_y[index[0]], index, index
-                )
-                # (H, N): the test image's mode is one its class's support shows
-                in_support = torch.from_numpy(shown)[:, test_y, test_modes]
-                for name, method in INITS.items():
-                    stream = np.random.SeedSequence([seed, k, _STREAM, s])
-                    generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
-                    trace = train_heads(method(prior, cfg), task, test_x, test_y, epochs=cfg.modes.epochs,
-                                        eval_every=cfg.eval_every, generator=generator)  # fmt: skip
-                    hits = trace.test_hits.double()  # (E, H, N)
-                    at = f"{attribute}.shots_{k}.{kind}.{name}"
-                    out["epochs"] = np.array(trace.epochs, dtype=np.int64)
-                    out[f"{at}.all"] = hits.mean(dim=-1).numpy()
-                    for part, mask in (("support", in_support), ("other", ~in_support)):
-                        if mask.any(dim=-1).all():  # e.g. no "other" mode when spread shows them all
-                            out[f"{at}.{part}"] = _masked_mean(hits, mask).numpy()
+                rows.append(block_rows)
+                # (draws, N): the test image's mode is one its class's support shows
+                in_support.append(torch.from_numpy(shown)[:, test_y, test_modes])
+                blocks.append(f"{attribute}.shots_{k}.{kind}")
+        index = torch.from_numpy(np.concatenate(rows))  # (A * S * draws, C * k)
+        task = Task(k, train_x[index], train_y[index[0]], train_x[index], train_y[index[0]], index, index)
+        mask = torch.cat(in_support)  # (A * S * draws, N)
+        for name, method in INITS.items():  # one batched training per init: the heads are independent
+            stream = np.random.SeedSequence([seed, k, _STREAM])
+            generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
+            trace = train_heads(method(prior, cfg), task, test_x, test_y, epochs=cfg.modes.epochs,
+                                eval_every=cfg.eval_every, generator=generator)  # fmt: skip
+            out["epochs"] = np.array(trace.epochs, dtype=np.int64)
+            for b, block in enumerate(blocks):
+                heads = slice(b * draws, (b + 1) * draws)
+                hits, shown = trace.test_hits[:, heads].double(), mask[heads]  # (E, H, N), (H, N)
+                out[f"{block}.{name}.all"] = hits.mean(dim=-1).numpy()
+                for part, part_mask in (("support", shown), ("other", ~shown)):
+                    if part_mask.any(dim=-1).all():  # e.g. no "other" mode when spread shows them all
+                        out[f"{block}.{name}.{part}"] = _masked_mean(hits, part_mask).numpy()
     return out
 
 

@@ -43,7 +43,10 @@ class Task:
 
     def draw(self, h: int) -> Task:
         """Draw h alone, as a task of one draw."""
-        one = slice(h, h + 1)
+        return self.heads(slice(h, h + 1))
+
+    def heads(self, one: slice) -> Task:
+        """The draws of `one`, as a task of their own."""
         return Task(
             self.shots,
             self.support[one],
@@ -54,6 +57,24 @@ class Task:
             self.val_index[one],
             *(None if t is None else t[one] for t in (self.support_pre, self.val_pre)),
             *(None if t is None else t[:, one] for t in (self.support_views, self.support_views_pre)),
+        )
+
+    def repeat(self, copies: int) -> Task:
+        """Every draw `copies` times along the head axis (copy-major): one stacked run of several settings."""
+        heads = lambda t: None if t is None else torch.cat([t] * copies)  # noqa: E731
+        views = lambda t: None if t is None else torch.cat([t] * copies, dim=1)  # noqa: E731
+        return Task(
+            self.shots,
+            heads(self.support),
+            self.support_labels,
+            heads(self.val),
+            self.val_labels,
+            heads(self.support_index),
+            heads(self.val_index),
+            heads(self.support_pre),
+            heads(self.val_pre),
+            views(self.support_views),
+            views(self.support_views_pre),
         )
 
 

@@ -22,7 +22,7 @@ from clipprobe.probes.fewshot import modes
 from clipprobe.probes.fewshot.methods import MethodResult, Prior
 from clipprobe.probes.fewshot.registry import METHODS
 from clipprobe.probes.fewshot.support import Task, check_shots, class_means, make_task
-from clipprobe.probes.fewshot.train import best_of_runs, head_hits, train_heads
+from clipprobe.probes.fewshot.train import Trace, best_of_runs, head_hits, train_heads
 from clipprobe.probes.zeroshot import zeroshot_logits, zeroshot_weights
 from clipprobe.progress import progress as progress_bar
 from clipprobe.stats import crossed_interval, t_interval
@@ -55,31 +55,36 @@ def run_method(
     test_labels: torch.Tensor,
     generator: torch.Generator,
     test_pre: torch.Tensor | None = None,
+    base: MethodResult | None = None,
 ) -> MethodResult:
     """Run `method` (a `registry.METHODS` instance) on every draw of `task`; the test split only scores the
-    already chosen model."""
+    already chosen model. `base`: for a swept head, its base head's result on the same task, which is its run
+    at `fewshot.linear.lr` (same init, same step size), so that run is not repeated."""
     if hasattr(method, "run"):  # training-free
         return method.run(task, test, test_labels)
-    start, traces = generator.get_state(), []
-    for lr in getattr(method, "lrs", [None]):  # a swept head trains once per step size, from the same init
-        if lr is not None:
-            method.lr = lr
-        generator.set_state(start)
-        traces.append(
-            train_heads(
-                method,
-                task,
-                test,
-                test_labels,
-                epochs=cfg.epochs,
-                eval_every=cfg.eval_every,
-                generator=generator,
-                test_pre=test_pre,
-            )
+
+    def train(task: Task) -> Trace:
+        return train_heads(
+            method,
+            task,
+            test,
+            test_labels,
+            epochs=cfg.epochs,
+            eval_every=cfg.eval_every,
+            generator=generator,
+            test_pre=test_pre,
         )
-    if len(traces) == 1:
-        return MethodResult(traces[0].selected(method.select), trace=traces[0])
-    trace, pick = best_of_runs(traces)
+
+    if not hasattr(method, "lrs"):
+        trace = train(task)
+        return MethodResult(trace.selected(method.select), trace=trace)
+    runs = {cfg.linear.lr: base.trace} if base is not None else {}
+    method.stack = [lr for lr in method.lrs if lr not in runs]  # the other step sizes, as one stacked run
+    if method.stack:
+        runs |= dict(
+            zip(method.stack, train(task.repeat(len(method.stack))).split(len(method.stack)), strict=True)
+        )
+    trace, pick = best_of_runs([runs[lr] for lr in method.lrs])
     lrs = torch.tensor(method.lrs, dtype=torch.float64)[pick]
     return MethodResult(trace.selected(method.select), trace=trace, choice={"lr": lrs})
 
@@ -166,9 +171,13 @@ def run_sweep(
                 tasks[per_class] = make_task(
                     k, train_xy, val_xy, n_classes, cfg.draws, per_class, seed, device, pre=pre, views=views
                 )
-            stream = np.random.SeedSequence([seed, k, _INIT_STREAM, list(METHODS).index(name)])
+            own = getattr(method, "base", name)  # a swept head draws its base head's init
+            stream = np.random.SeedSequence([seed, k, _INIT_STREAM, list(METHODS).index(own)])
             generator = torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
-            results[k][name] = run_method(method, cfg, tasks[per_class], test_x, test_y, generator, test_pre)
+            base = results[k].get(own) if own != name else None
+            results[k][name] = run_method(
+                method, cfg, tasks[per_class], test_x, test_y, generator, test_pre, base=base
+            )
             bar.set_postfix_str(f"{k}-shot {name}: {100 * results[k][name].acc.mean():.1f}%")
             bar.update()
     bar.close()

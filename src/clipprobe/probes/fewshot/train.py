@@ -83,13 +83,14 @@ class HeadSGD:
 
 class HeadAdamW:
     """AdamW (torch's defaults: betas 0.9 / 0.999, eps 1e-8, decoupled decay), element-wise so heads stay
-    independent, with an optional schedule of the step (a factor of lr, as HeadSGD's). Written out because
+    independent, with an optional schedule of the step (a factor of lr, as HeadSGD's). `lr` is one step size
+    or an (H,) tensor, one per head (several step sizes trained as one stack). Written out because
     torch.optim's first step imports torch._dynamo (seconds on a CPU)."""
 
     def __init__(
         self,
         params: list[torch.Tensor],
-        lr: float,
+        lr: float | torch.Tensor,
         weight_decay: float,
         betas=(0.9, 0.999),
         eps=1e-8,
@@ -112,11 +113,17 @@ class HeadAdamW:
         beta1, beta2 = self.betas
         correction1, correction2 = 1 - beta1**self.n_step, 1 - beta2**self.n_step
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            p.mul_(1 - lr * self.weight_decay)
+            p.mul_(_per_head(1 - lr * self.weight_decay, p))
             m.lerp_(p.grad, 1 - beta1)
             v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             denom = (v / correction2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-lr / correction1)
+            p.addcdiv_(m * _per_head(-lr / correction1, p), denom)
+
+
+def _per_head(factor: float | torch.Tensor, p: torch.Tensor) -> float | torch.Tensor:
+    """A float64 factor (a float, or one per head) as `p` multiplies it: rounded to p's dtype once, so a head
+    with step size lr in a stack gets exactly the bytes it gets alone."""
+    return factor.to(p.dtype).view(-1, *[1] * (p.ndim - 1)) if torch.is_tensor(factor) else factor
 
 
 def best_latest(hits: torch.Tensor) -> torch.Tensor:
@@ -153,6 +160,17 @@ class Trace:
         if select == "last":
             return torch.full((self.test_hits.shape[1],), len(self.epochs) - 1)
         return best_latest(self.val_hits)
+
+    def split(self, copies: int) -> list[Trace]:
+        """A stacked run (`Task.repeat`) as one trace per copy."""
+        state = self.state or {}
+        parts = [
+            (val, test, {name: t.chunk(copies)[i] for name, t in state.items()})
+            for i, (val, test) in enumerate(
+                zip(self.val_hits.chunk(copies, dim=1), self.test_hits.chunk(copies, dim=1), strict=True)
+            )
+        ]
+        return [Trace(self.epochs, val, test, own or None) for val, test, own in parts]
 
     def selected(self, select: str) -> torch.Tensor:
         """(H, N) test hits of the kept evaluation point per head."""
