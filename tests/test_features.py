@@ -186,7 +186,6 @@ def test_pre_projection_needs_a_known_tower():
         embed_images(model, _images(1, 8, 8), device=CPU, batch_size=1, pre_projection=True)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.gpu
 @pytest.mark.parametrize("arch", ["vit", "tiny_rn"])
 def test_cuda_bf16_fast_path_matches_cpu_float32(arch, vit, tiny_rn):

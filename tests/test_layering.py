@@ -22,7 +22,7 @@ LAYERS = [  # bottom first; a module belongs to the first entry that is it or on
         "gpus",
         "plateau",
     ),
-    ("runtime", "cpu.sqrt", "preprocess", "templates", "data", "contracts", "models.registry"),
+    ("runtime", "syncs", "cpu.sqrt", "preprocess", "templates", "data", "contracts", "models.registry"),
     ("models",),
     ("features",),
     ("params", "profiles"),

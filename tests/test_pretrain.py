@@ -156,7 +156,6 @@ def test_bad_inputs():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bf16_run():
     model, tokenizer = _model()
     images, captions = colour_pairs(64, 64, seed=4)

@@ -176,7 +176,6 @@ def test_linear_probe_returns_the_model_and_plain_floats(data):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_fit_matches_cpu(data):
     (X, y), (Xt, yt) = data["train"], data["test"]
     cpu, gpu = fit_logreg(X, y, 0.316), fit_logreg(X, y, 0.316, device="cuda")

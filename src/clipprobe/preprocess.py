@@ -9,10 +9,13 @@ the pretraining and the frozen-tower passes, so every model sees its images prep
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from clipprobe import syncs
 
 
 def preprocess_uint8(
@@ -32,9 +35,22 @@ def preprocess_uint8(
     """
     x = images.permute(0, 3, 1, 2).float()  # (B, 3, H, W) in [0, 255]
     x = _center_crop(_resize_shortest(x, image_size), image_size)
-    mean_255 = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255
-    std_255 = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) * 255
+    mean_255, std_255 = _scaled(tuple(mean), tuple(std), x.device, x.dtype)
     return (x - mean_255) / std_255
+
+
+@functools.lru_cache(maxsize=16)
+def _scaled(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, 1, 1) mean and std on the 0-255 scale, built once per device and dtype, on the host and moved
+    without waiting (`syncs.to_device`): built on a GPU from Python floats, even once, each would be a copy
+    from pageable host memory, a sync that drains the queue. Ordinary tensors even when first asked for
+    under inference mode, so training may use them too."""
+    with torch.inference_mode(False):
+        mean_255 = torch.tensor(mean, dtype=dtype).view(1, 3, 1, 1) * 255
+        std_255 = torch.tensor(std, dtype=dtype).view(1, 3, 1, 1) * 255
+        return syncs.to_device(mean_255, device), syncs.to_device(std_255, device)
 
 
 def _resize_shortest(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +42,35 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(device: str) -> torch.device:
     """`auto` picks CUDA when present; asking for `cuda` without one is an error, not a silent fallback. On a
-    machine with several GPUs the process first claims one of its own (`clipprobe.gpus`)."""
+    machine with several GPUs the process first claims one of its own (`clipprobe.gpus`). A CUDA device comes
+    back with its index (`cuda:0`, not `cuda`), so it compares equal to the `.device` of the tensors on it."""
     gpus.claim_for(device)
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ClipprobeError("device: 'cuda' was asked for but no CUDA device is visible (use auto or cpu)")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
+@contextlib.contextmanager
+def fast_cuda_math(device: torch.device) -> Iterator[None]:
+    """TF32 for float32 matmuls and cuDNN's autotuned convolutions on a GPU, for a block that runs every arm
+    of its comparisons (the decoders' experiments: every model and control alike), so neither setting can
+    favour one arm. Neither is deterministic (cuDNN picks its algorithms by timing them), and neither is
+    used where a result must equal another exactly (the embedding, the few-shot heads' zero-shot start).
+    No effect on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved
 
 
 def save_torch(path: str | Path, obj: Any) -> None:

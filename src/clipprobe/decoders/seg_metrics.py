@@ -14,14 +14,21 @@ import torch
 from clipprobe.data.store import IGNORE
 
 
+def counts(index: torch.Tensor, valid: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """(n_bins,) int64 counts of the values of `index` (int64, in [0, n_bins) where `valid`) over the `valid`
+    pixels. Branch-free (the others go to a spare bin): no boolean indexing, so no sync on a GPU."""
+    slots = torch.where(valid, index, n_bins).flatten()
+    spare = torch.zeros(n_bins + 1, dtype=torch.long, device=index.device)
+    return spare.scatter_add_(0, slots, torch.ones_like(slots))[:n_bins]
+
+
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
     """(n_classes, n_classes) int64 counts, rows = ground truth, columns = prediction.
 
     `pred` and `target` are integer tensors of the same shape; target pixels equal to IGNORE are skipped.
     """
-    valid = target != IGNORE
-    index = n_classes * target[valid].long() + pred[valid].long()
-    return torch.bincount(index, minlength=n_classes * n_classes).view(n_classes, n_classes)
+    index = n_classes * target.long() + pred.long()
+    return counts(index, target != IGNORE, n_classes * n_classes).view(n_classes, n_classes)
 
 
 def scores(confusion: torch.Tensor, class_names: Sequence[str]) -> dict:

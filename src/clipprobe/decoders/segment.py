@@ -16,8 +16,9 @@ from clipprobe.data.store import Split
 from clipprobe.decoders.segment_models import build_models, check_widths, model_names
 from clipprobe.decoders.segment_train import CURVE_COLUMNS, Recipe, check_masks, compare
 from clipprobe.experiment import Result, Table, flatten
-from clipprobe.features.tower import frozen_features
+from clipprobe.features.tower import TRAIN_BYTES_PER_PIXEL, frozen_features, training_state_bytes
 from clipprobe.params import PlateauParams, SegmentParams
+from clipprobe.runtime import fast_cuda_math
 
 _logger = logging.getLogger(__name__)
 
@@ -43,7 +44,13 @@ def evaluate(inputs: Inputs, cfg: SegmentParams) -> Result:
     `trainable_params`,
     and the majority baseline; curves: `curves` (per model and epoch); arrays: `overlays` (the mask-overlay figure).
     Call `torch.set_flush_denormal(True)` first, before any parallel region (the segment stage does): barely
-    trained decoders produce denormal gradients, which slow CPU convolutions."""
+    trained decoders produce denormal gradients, which slow CPU convolutions. On a GPU every model runs
+    under `runtime.fast_cuda_math` alike."""
+    with fast_cuda_math(inputs.device):
+        return _compare(inputs, cfg)
+
+
+def _compare(inputs: Inputs, cfg: SegmentParams) -> Result:
     splits, device = inputs.splits, inputs.device
     check_widths(cfg.unet_width_div, cfg.unet_encoders)
     images = {split: torch.tensor(data.images, device=device) for split, data in splits.items()}
@@ -69,6 +76,9 @@ def evaluate(inputs: Inputs, cfg: SegmentParams) -> Result:
         seed=inputs.seed,
         device=device,
         batch_size=cfg.batch_size,
+        # a step's activations (see the constant) and the largest model's gradients, Adam state, best copy
+        train_bytes=cfg.batch_size * TRAIN_BYTES_PER_PIXEL * masks["train"][0].numel()
+        + max(training_state_bytes(model) for model in models.values()),
     )
     _logger.info(
         "frozen features in %.1f s: %s map",

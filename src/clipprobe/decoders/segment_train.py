@@ -20,12 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipprobe import syncs
 from clipprobe.decoders.batches import batch_rows
-from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, majority_scores, scores
+from clipprobe.decoders.seg_metrics import IGNORE, confusion_matrix, counts, majority_scores, scores
 from clipprobe.decoders.segment_models import FEATURE_MODELS
 from clipprobe.errors import ClipprobeError
+from clipprobe.features.tower import Feed
 from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.progress import progress
+from clipprobe.syncs import Rows
 
 
 @dataclass(frozen=True)
@@ -56,43 +59,59 @@ def check_masks(masks: Mapping[str, torch.Tensor], n_classes: int, dataset: str)
             )
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the non-ignored pixels, and how many there are."""
+def _loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over the non-ignored pixels, and how many there are (on the device: no sync)."""
     total = F.cross_entropy(logits, target.long(), ignore_index=IGNORE, reduction="sum")
-    return total, int((target != IGNORE).sum())
+    return total, (target != IGNORE).sum()
+
+
+WEIGHT_ROWS = 256  # masks per chunk of the class counts (exact integers: the chunking changes no value)
 
 
 def class_weights(masks: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Inverse pixel frequency per class over the train masks, 1 on average over pixels (a class absent
-    from train counts as one pixel)."""
-    counts = torch.bincount(masks[masks != IGNORE].long().flatten(), minlength=n_classes)[:n_classes]
-    counts = counts.double().clamp_min(1)
-    return (counts.sum() / (n_classes * counts)).float()
+    from train counts as one pixel). Counted over chunks of WEIGHT_ROWS masks: the int64 indices of all the
+    masks at once would take 25 bytes per pixel on the device beside the cache."""
+    chunks = masks.split(WEIGHT_ROWS)
+    pixels = sum(counts(chunk.long(), chunk < n_classes, n_classes) for chunk in chunks)
+    pixels = pixels.double().clamp_min(1)
+    return (pixels.sum() / (n_classes * pixels)).float()
+
+
+def _batch(feed: Feed, rows: Rows) -> torch.Tensor:
+    """One batch as the model reads it: a float map made channels_last per batch on a GPU (on the CPU the
+    cache itself is, `model_inputs`); uint8 images as they are (`ImageInput` permutes them)."""
+    x = feed(rows)
+    return _channels_last(x) if x.is_cuda and x.is_floating_point() else x
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module, inputs: torch.Tensor, masks: torch.Tensor, n_classes: int, batch_size: int
 ) -> tuple[torch.Tensor, float]:
-    """Confusion matrix over the whole split and the mean per-pixel cross-entropy."""
+    """Confusion matrix (on the host) over the whole split and the mean per-pixel cross-entropy; the sums
+    stay on the device until one declared sync at the end."""
     model.eval()
-    confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=masks.device)
-    loss_sum, pixels = 0.0, 0
-    for idx in batch_rows(len(inputs), batch_size):
-        idx = idx.to(inputs.device)
-        logits, target = model(inputs[idx]), masks[idx]
+    feed, device = Feed(inputs, masks.device), masks.device
+    confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    pixels = torch.zeros((), dtype=torch.long, device=device)
+    for rows in batch_rows(len(inputs), batch_size, device=device):
+        logits, target = model(_batch(feed, rows)), masks[rows.on_device]
         total, n = _loss(logits, target)
-        loss_sum, pixels = loss_sum + float(total), pixels + n
+        loss_sum, pixels = loss_sum + total.double(), pixels + n
         confusion += confusion_matrix(logits.argmax(dim=1), target, n_classes)
-    return confusion, loss_sum / max(pixels, 1)
+    confusion, loss_sum, pixels = syncs.host(confusion, loss_sum, pixels, what="segment: evaluation")
+    return confusion, loss_sum.item() / max(pixels.item(), 1)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(N, H, W) uint8 predicted classes."""
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """(N, H, W) uint8 predicted classes, on `device`."""
     model.eval()
+    feed = Feed(inputs, device)
     parts = [
-        model(inputs[idx.to(inputs.device)]).argmax(dim=1) for idx in batch_rows(len(inputs), batch_size)
+        model(_batch(feed, rows)).argmax(dim=1) for rows in batch_rows(len(inputs), batch_size, device=device)
     ]
     return torch.cat(parts).to(torch.uint8)
 
@@ -107,28 +126,32 @@ def train(
 ) -> Trained:
     """Fit `model` on inputs["train"] -> masks["train"] over the whole schedule, keeping the best val-mIoU epoch.
 
-    `inputs[split]` is (N, ...) whatever the model reads and `masks[split]` (N, H, W) uint8, both on the
-    model's device. Returns the model with the kept weights, that epoch and the per-epoch curves.
+    `inputs[split]` is (N, ...) whatever the model reads, as stored (`model_inputs`), and `masks[split]`
+    (N, H, W) uint8 on the model's device. Returns the model with the kept weights, that epoch and the
+    per-epoch curves. Two declared syncs per epoch (`syncs.host`): the train loss, the val evaluation.
     """
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     order = torch.Generator().manual_seed(recipe.seed)
     x, y = inputs["train"], masks["train"]
-    weights = class_weights(y, len(class_names)).to(y.device)
+    device = y.device
+    feed = Feed(x, device)
+    weights = class_weights(y, len(class_names)).to(device)
     plateau = Plateau(recipe.rule, True, recipe.lr, math.ceil(len(x) / recipe.batch_size))
     curves, step = [], 0
     bar = progress(total=recipe.rule.max_epochs, desc=f"{desc} (epochs; the best val epoch is kept)")
     for epoch in range(1, recipe.rule.max_epochs + 1):
         model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=y.device)  # no per-step sync
-        for idx in batch_rows(len(x), recipe.batch_size, order):
-            idx = idx.to(x.device)
-            loss = F.cross_entropy(model(x[idx]), y[idx].long(), weight=weights, ignore_index=IGNORE)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # no per-step sync
+        for rows in batch_rows(len(x), recipe.batch_size, order, device):
+            target = y[rows.on_device].long()
+            loss = F.cross_entropy(model(_batch(feed, rows)), target, weight=weights, ignore_index=IGNORE)
             plateau.set_lr(optimiser, step)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            loss_sum += loss.detach().double() * len(idx)
+            loss_sum += loss.detach().double() * len(rows.host)
             step += 1
+        (loss_sum,) = syncs.host(loss_sum, what="segment: train loss")
         train_loss = loss_sum.item() / len(x)
         if not math.isfinite(train_loss):
             raise ClipprobeError(
@@ -164,10 +187,15 @@ def model_inputs(
     images: Mapping[str, torch.Tensor],
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
-    """What model `name` reads per split: its cached features ("clip", "pooled") or the uint8 images."""
-    if name in FEATURE_MODELS:
-        return {split: _channels_last(kinds[name].to(device).float()) for split, kinds in features.items()}
-    return dict(images)  # uint8 (N, H, W, 3): ImageInput's permute gives the models channels_last batches
+    """What model `name` reads per split: its cached features ("clip", "pooled") or the uint8 images.
+
+    On a GPU the cache stays as `map_storage` put it (bf16, on the device or in host memory) and each batch
+    becomes float32 on the device (`Feed`); on the CPU it is float32 already and made channels_last once."""
+    if name not in FEATURE_MODELS:
+        return dict(images)  # uint8 (N, H, W, 3): ImageInput's permute gives the models channels_last batches
+    if device.type == "cuda":
+        return {split: kinds[name] for split, kinds in features.items()}
+    return {split: _channels_last(kinds[name].float()) for split, kinds in features.items()}
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -218,7 +246,9 @@ def compare(
         }
         rows += [{"model": name, **curve} for curve in trained.curves]
         overlays[f"pred_{name}"] = (
-            predict(trained.model, feeds["val"][:n_overlays], recipe.batch_size).cpu().numpy()
+            predict(trained.model, feeds["val"][:n_overlays], recipe.batch_size, masks["val"].device)
+            .cpu()
+            .numpy()
         )
         seconds[name] = time.perf_counter() - start
     metrics["majority"] = majority_scores(masks["train"], masks["test"], class_names)

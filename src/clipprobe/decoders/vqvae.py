@@ -31,8 +31,14 @@ from clipprobe.decoders.vqvae_train import (
     train_vqvae,
 )
 from clipprobe.experiment import Result, Table, flatten
-from clipprobe.features.tower import frozen_features
+from clipprobe.features.tower import (
+    TRAIN_BYTES_PER_PIXEL,
+    FrozenTower,
+    frozen_features,
+    training_state_bytes,
+)
 from clipprobe.params import PlateauParams, VqvaeParams
+from clipprobe.runtime import fast_cuda_math
 
 _logger = logging.getLogger(__name__)
 
@@ -82,10 +88,41 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
 
     figures: `<model>.psnr`, `.ssim`, `.mse`, `.mse_over_variance`, codebook use and the training context;
     curves: `curves` (loss terms per model and epoch); arrays: `samples` (uint8 image rows of the report's grids: test
-    reconstructions and decodings of random codes).
+    reconstructions and decodings of random codes). On a GPU every model and floor runs under
+    `runtime.fast_cuda_math` alike.
     """
+    with fast_cuda_math(inputs.device):
+        return _compare(inputs, cfg)
+
+
+def train_bytes(cfg: VqvaeParams, state_bytes: int) -> int:
+    """What training holds on the device beside the caches and a float32 batch of them (`frozen_features`):
+    a batch of targets, the one-hot codes of the finest code grid (the plain encoder's, side / 4), the
+    activations and gradients (TRAIN_BYTES_PER_PIXEL, an upper bound the CUDA tests check) and the largest
+    model's `state_bytes` (`training_state_bytes`: gradients, Adam's moments, the best epoch's copy)."""
+    pixels = cfg.image_size**2
+    codes = (cfg.image_size // PlainEncoder.downsample) ** 2 * cfg.codebook_size
+    activations = cfg.batch_size * TRAIN_BYTES_PER_PIXEL * pixels
+    return cfg.batch_size * 4 * (3 * pixels + codes) + activations + state_bytes
+
+
+def largest_training_state(clip: open_clip.CLIP, tower_size: int, cfg: VqvaeParams) -> int:
+    """`training_state_bytes` of the largest model of MODELS, each built on the meta device (no memory, and
+    the seeded generator draws nothing) for `clip`'s tower at `tower_size` px."""
+    tower = FrozenTower(clip)
+    grid = tower_size // tower.stride
+    shapes = {"clip": (tower.out_channels, grid, grid), "pooled": (tower.visual.output_dim,)}
+    shapes["random"] = shapes["clip"]
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        features = {kind: torch.empty(1, *shape) for kind, shape in shapes.items()}
+        return max(training_state_bytes(build(kind, cfg, features, grid)) for kind in MODELS.values())
+
+
+def _compare(inputs: Inputs, cfg: VqvaeParams) -> Result:
     splits, seed, device = inputs.splits, inputs.seed, inputs.device
     start = time.perf_counter()
+    state = largest_training_state(inputs.clip, inputs.tower_size, cfg) if device.type == "cuda" else 0
+    n_images = sum(len(data.images) for data in splits.values())
     features = frozen_features(
         inputs.clip,
         splits,
@@ -94,6 +131,8 @@ def evaluate(inputs: Inputs, cfg: VqvaeParams) -> Result:
         seed=seed,
         device=device,
         batch_size=cfg.batch_size,
+        train_bytes=train_bytes(cfg, state),
+        other_cache_bytes=4 * 3 * cfg.image_size**2 * n_images,  # the float32 targets, on the device below
     )
     grid = features["train"]["clip"].shape[-1]  # the pre-pool map's side
     images = {split: targets(data.images, cfg.image_size) for split, data in splits.items()}

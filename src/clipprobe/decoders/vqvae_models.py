@@ -139,6 +139,7 @@ class EMAQuantizer(nn.Module):
         self.register_buffer("ema_count", torch.zeros(size))
         self.register_buffer("ema_weight", torch.zeros(size, dim))
         self.register_buffer("initialised", torch.tensor(False))
+        self._first_call = True  # on a GPU: the initialisation runs (branch-free) at the first training call
 
     @torch.no_grad()
     def _reset(self, codes: torch.Tensor, flat: torch.Tensor, generator: torch.Generator | None) -> None:
@@ -148,10 +149,24 @@ class EMAQuantizer(nn.Module):
         self.ema_weight[codes] = flat[rows]
         self.ema_count[codes] = 1.0
 
+    @torch.no_grad()
+    def _restart(self, codes: torch.Tensor, flat: torch.Tensor, generator: torch.Generator | None) -> None:
+        """`_reset` without a sync: every code draws a row of `flat`, those in `codes` take it."""
+        fresh = flat[torch.randint(len(flat), (len(codes),), generator=generator, device=flat.device)]
+        keep = ~codes[:, None]
+        self.embedding.copy_(torch.where(keep, self.embedding, fresh))
+        self.ema_weight.copy_(torch.where(keep, self.ema_weight, fresh))
+        self.ema_count.masked_fill_(codes, 1.0)
+
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> Quantized:
         batch, dim, height, width = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, dim)  # one vector per position
-        if self.training and not self.initialised:
+        if self.training and flat.is_cuda:
+            if self._first_call:  # a Python flag, no sync; the buffer decides (a loaded codebook stays)
+                self._restart(~self.initialised.expand(len(self.ema_count)), flat.detach(), generator)
+                self.initialised.fill_(True)
+                self._first_call = False
+        elif self.training and not self.initialised:
             self._reset(torch.ones_like(self.ema_count, dtype=torch.bool), flat.detach(), generator)
             self.initialised.fill_(True)
         distances = (
@@ -178,7 +193,9 @@ class EMAQuantizer(nn.Module):
         self.ema_weight.mul_(self.decay).add_(one_hot.T @ flat, alpha=1 - self.decay)
         self.embedding.copy_(self.ema_weight / smoothed[:, None])
         dead = self.ema_count < self.restart_below
-        if dead.any():
+        if flat.is_cuda:
+            self._restart(dead, flat, generator)
+        elif dead.any():
             self._reset(dead, flat, generator)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:

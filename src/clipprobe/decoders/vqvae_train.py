@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from clipprobe import readouts
+from clipprobe import readouts, syncs
 from clipprobe.decoders.batches import batch_rows
 from clipprobe.decoders.vqvae_models import VQVAE
 from clipprobe.errors import ClipprobeError
-from clipprobe.features.tower import gather
+from clipprobe.features.tower import Feed
 from clipprobe.plateau import Plateau, PlateauRule
 from clipprobe.progress import progress
 
@@ -69,34 +69,37 @@ def train_vqvae(
     desc: str,
 ) -> Training:
     """Adam on reconstruction MSE + commitment (the codebook follows by EMA) over the whole schedule
-    (`plateau`); the model ends with the weights of its epoch of lowest val reconstruction error."""
+    (`plateau`); the model ends with the weights of its epoch of lowest val reconstruction error.
+
+    The batch order comes from a CPU generator on every device; the codebook's restarts draw from it on
+    the CPU and from a generator of the same seed on a GPU (`EMAQuantizer`). Two declared syncs per epoch
+    (`syncs.host`): the train loss terms and the val evaluation."""
     generator = torch.Generator().manual_seed(seed)
+    restarts = generator if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and CUDA
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     plateau = Plateau(rule, False, lr, math.ceil(len(train) / batch_size))
+    inputs, targets = Feed(train.inputs, device), Feed(train.targets, device)
     training, step = Training(), 0
     bar = progress(total=rule.max_epochs, desc=f"{desc} (epochs; the best val epoch is kept)")
     for epoch in range(1, rule.max_epochs + 1):
         model.train()
-        sums = {
-            name: torch.zeros((), dtype=torch.float64, device=device) for name in TERMS
-        }  # no per-step sync
-        for rows in batch_rows(len(train), batch_size, generator):
-            inputs, targets = gather(train.inputs, rows, device), gather(train.targets, rows, device)
-            terms = _terms(model, inputs, targets, generator)
+        sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)  # no per-step sync
+        for rows in batch_rows(len(train), batch_size, generator, device):
+            terms = _terms(model, inputs(rows), targets(rows), restarts)
             plateau.set_lr(optimizer, step)
             step += 1
             optimizer.zero_grad(set_to_none=True)
             (terms["recon"] + terms["commitment"]).backward()
             optimizer.step()
-            for name, value in terms.items():
-                sums[name] += value.detach().double() * len(rows)
-        sums = {name: total.item() for name, total in sums.items()}
-        if not all(math.isfinite(total) for total in sums.values()):
+            sums += torch.stack([terms[name].detach().double() for name in TERMS]) * len(rows.host)
+        (sums,) = syncs.host(sums, what="vqvae: train loss terms")
+        means = dict(zip(TERMS, (total / len(train) for total in sums.tolist()), strict=True))
+        if not all(math.isfinite(mean) for mean in means.values()):
             raise ClipprobeError(
                 f"vqvae.lr: training diverged (non-finite loss in epoch {epoch}); lower it (got {lr:g})"
             )
-        row = {"epoch": epoch, **{f"train_{name}": total / len(train) for name, total in sums.items()}}
+        row = {"epoch": epoch, **{f"train_{name}": mean for name, mean in means.items()}}
         row.update(
             {f"val_{name}": value for name, value in evaluate_terms(model, val, batch_size, device).items()}
         )
@@ -112,14 +115,15 @@ def train_vqvae(
 
 @torch.no_grad()
 def evaluate_terms(model: VQVAE, pairs: Pairs, batch_size: int, device: torch.device) -> dict[str, float]:
-    """Mean loss terms over a split, in eval mode (the codebook does not move)."""
+    """Mean loss terms over a split, in eval mode (the codebook does not move); one declared sync."""
     model.eval()
-    sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in TERMS}
-    for rows in batch_rows(len(pairs), batch_size):
-        terms = _terms(model, gather(pairs.inputs, rows, device), gather(pairs.targets, rows, device))
-        for name, value in terms.items():
-            sums[name] += value.double() * len(rows)
-    return {name: total.item() / len(pairs) for name, total in sums.items()}
+    inputs, targets = Feed(pairs.inputs, device), Feed(pairs.targets, device)
+    sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)
+    for rows in batch_rows(len(pairs), batch_size, device=device):
+        terms = _terms(model, inputs(rows), targets(rows))
+        sums += torch.stack([terms[name].double() for name in TERMS]) * len(rows.host)
+    (sums,) = syncs.host(sums, what="vqvae: evaluation")
+    return {name: total / len(pairs) for name, total in zip(TERMS, sums.tolist(), strict=True)}
 
 
 @torch.no_grad()
@@ -128,12 +132,13 @@ def reconstruct(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstructions clamped to [0, 1], code indices) for every row of `inputs`, on the CPU."""
     model.eval()
+    feed = Feed(inputs, device)
     images, indices = [], []
-    for rows in batch_rows(len(inputs), batch_size):
-        out = model(gather(inputs, rows, device))
-        images.append(out.reconstruction.clamp(0, 1).cpu())
-        indices.append(out.quantized.indices.cpu())
-    return torch.cat(images), torch.cat(indices)
+    for rows in batch_rows(len(inputs), batch_size, device=device):
+        out = model(feed(rows))
+        images.append(out.reconstruction.clamp(0, 1))
+        indices.append(out.quantized.indices)
+    return syncs.host(torch.cat(images), torch.cat(indices), what="vqvae: reconstructions")
 
 
 def image_scores(predictions: torch.Tensor, targets: torch.Tensor, data_variance: float) -> dict[str, float]:

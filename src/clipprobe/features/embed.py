@@ -1,8 +1,10 @@
 """CLIP embeddings: image features (projected, L2-normalised, pre-projection) and class prompt features.
 
 Images come through `features.stream.stream_images` (GPU fast path, CPU fallback) and are prepared on the
-device by `clipprobe.preprocess` (open_clip's eval transform). On CUDA the towers run under bf16 autocast;
-on CPU everything is float32. ResNet towers take channels_last inputs on both.
+device by `clipprobe.preprocess` (open_clip's eval transform). On CUDA the towers run under bf16 autocast
+but their last projection runs in float32, outside it, from the pre-projection features as stored: so
+ProLIP, which trains that projection from those features, starts exactly at the zero-shot classifier there
+too. On CPU everything is float32. ResNet towers take channels_last inputs on both.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from clipprobe.templates import RAW_NAMES
 
 # maps a preprocessed (B, 3, S, S) batch to {"image": (B, D)} and, for pre-projection encoders, "image_pre"
 Encoder = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+SPLIT_TOWERS = (VisionTransformer, ModifiedResNet)  # towers whose last projection can be run on its own
 
 
 def embed_images(
@@ -57,7 +60,8 @@ def embed_images(
     _check_images(images)
     if batch_size < 1:
         raise ClipprobeError(f"batch_size: must be >= 1 (got {batch_size})")
-    encode = _pre_projection_encoder(model.visual) if pre_projection else _projected_encoder(model)
+    split = pre_projection or (device.type == "cuda" and isinstance(model.visual, SPLIT_TOWERS))
+    encode = _pre_projection_encoder(model.visual) if split else _projected_encoder(model)
     image_size, mean, std = _preprocess_cfg(model)
     model.eval().to(device)
     channels_last = isinstance(model.visual, ModifiedResNet)
@@ -71,7 +75,9 @@ def embed_images(
         for key, value in _embed_batch(encode, batch, image_size, mean, std, channels_last).items():
             chunks.setdefault(key, []).append(value)
     # concatenated outside inference mode, so callers get ordinary tensors they may train on
-    features = {key: torch.cat(values).cpu() for key, values in chunks.items()}
+    features = {
+        key: torch.cat(values).cpu() for key, values in chunks.items() if key != "image_pre" or pre_projection
+    }
     check_finite(features.values(), "image features")
     features["image_norm"] = F.normalize(features["image"], dim=-1)
     return features
@@ -131,14 +137,27 @@ def last_projection(visual: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _vit_features(visual: VisionTransformer, x: torch.Tensor) -> dict[str, torch.Tensor]:
     # VisionTransformer.forward with the projection split off (`proj` is a bare parameter: no hook point)
     pooled, _ = visual._pool(visual.transformer(visual._embeds(x)))  # (B, width)
-    return {"image": pooled @ visual.proj, "image_pre": pooled}
+    image = _float32_projection(pooled, visual.proj.T) if x.is_cuda else pooled @ visual.proj
+    return {"image": image, "image_pre": pooled}
 
 
 def _resnet_features(visual: ModifiedResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
     for stage in (visual.stem, visual.layer1, visual.layer2, visual.layer3, visual.layer4):
         x = stage(x)  # ends as (B, C, h, w), the pre-attnpool map
     pre = _attnpool_without_c_proj(visual.attnpool, x)  # (B, C)
-    return {"image": visual.attnpool.c_proj(pre), "image_pre": pre}
+    c_proj = visual.attnpool.c_proj
+    image = _float32_projection(pre, c_proj.weight, c_proj.bias) if x.is_cuda else c_proj(pre)
+    return {"image": image, "image_pre": pre}
+
+
+def _float32_projection(
+    pre: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """pre W^T (+ b) in float32 outside autocast, from `pre` rounded as it will be stored, in the form
+    ProLIP computes its logits in (`probes.fewshot.methods.ProLIP`)."""
+    with torch.autocast(pre.device.type, enabled=False):
+        image = torch.matmul(pre.float(), weight.float().mT)
+        return image if bias is None else image + bias.float()
 
 
 def _attnpool_without_c_proj(pool: AttentionPool2d, x: torch.Tensor) -> torch.Tensor:

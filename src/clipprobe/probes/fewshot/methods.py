@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipprobe import syncs
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import FewshotParams
 from clipprobe.probes.fewshot.support import Task, class_means
@@ -124,7 +125,7 @@ class RandomHead(LinearHead):
     def init_weight(self, task: Task, generator: torch.Generator) -> torch.Tensor:
         w_zs = self.prior.weights
         noise = torch.randn(task.draws, *w_zs.shape, generator=generator, dtype=w_zs.dtype)
-        return (RANDOM_INIT_STD * noise).to(w_zs.device).requires_grad_(True)
+        return syncs.to_device(RANDOM_INIT_STD * noise, w_zs.device).requires_grad_(True)
 
 
 class ZeroshotHead(LinearHead):

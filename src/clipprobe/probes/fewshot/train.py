@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from clipprobe import syncs
 from clipprobe.errors import ClipprobeError
 from clipprobe.probes.fewshot.support import Task
 
@@ -206,7 +207,7 @@ def head_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     index = labels.expand(*logits.shape[:-1])[..., None]  # (H, N, 1)
     true = logits.gather(-1, index).squeeze(-1)  # (H, N)
     rival = logits.scatter_(-1, index, -math.inf).amax(dim=-1)  # best other class, in place
-    return (true > rival).cpu()
+    return syncs.host(true > rival, what="few-shot: hits")[0]
 
 
 def minibatches(n_support: int, batch_size: int | None) -> tuple[int, int]:
@@ -252,6 +253,8 @@ def train_heads(
     pre-projection features, for methods that train on those.
 
     Returns the few-shot val and test hits of every head at each of `eval_points(epochs, eval_every)`.
+    The steps never read the device on the host: the declared syncs (`syncs.host`) come at the evaluation
+    points only (the hits, the divergence check).
     """
     val = task.val_pre if method.pre_projection else task.val
     test = test_pre if method.pre_projection else test
@@ -270,14 +273,19 @@ def train_heads(
             break
         support = epoch_support(task, method.pre_projection, method.views, epoch)
         # each head its own shuffle of its support set per epoch (only when it is cut into batches)
+        # drawn on the host (the same on every device) and moved once per epoch, without waiting
         order = (
-            None if rows == n_support else torch.rand(n_heads, n_support, generator=generator).argsort(dim=1)
+            None
+            if rows == n_support
+            else syncs.to_device(
+                torch.rand(n_heads, n_support, generator=generator).argsort(dim=1), support.device
+            )
         )
         for step in range(steps):
             if order is None:
                 x, targets = support, task.support_labels.repeat(n_heads)  # the same classes for every draw
             else:
-                index = order[:, step * rows : (step + 1) * rows].to(support.device)  # (H, B)
+                index = order[:, step * rows : (step + 1) * rows]  # (H, B)
                 x = support.gather(1, index[..., None].expand(-1, -1, support.shape[-1]))
                 targets = task.support_labels[index].flatten()
             logits = method.logits(state, x)  # (H, B, C)
@@ -286,13 +294,18 @@ def train_heads(
             loss = loss + method.penalty(state, task)
             if epoch == 0 and step == 0:
                 start_loss = loss.detach()
-            if (
-                epoch + 1 in points and step == steps - 1 and not bool(loss <= DIVERGED * start_loss)
-            ):  # NaN fails too; checked at evaluation points only
-                raise ClipprobeError(
-                    f"{method.drivers}: few-shot training diverged (loss {loss.item():.3g} by epoch {epoch + 1}, "
-                    f"{start_loss.item():.3g} at the start); lower the learning rate"
+            if epoch + 1 in points and step == steps - 1:  # checked at evaluation points only
+                ok, now, start = syncs.host(
+                    loss.detach() <= DIVERGED * start_loss,
+                    loss.detach(),
+                    start_loss,
+                    what="few-shot: divergence",
                 )
+                if not ok:  # NaN fails too
+                    raise ClipprobeError(
+                        f"{method.drivers}: few-shot training diverged (loss {now.item():.3g} by epoch {epoch + 1}, "
+                        f"{start.item():.3g} at the start); lower the learning rate"
+                    )
             opt.zero_grad()
             loss.backward()
             opt.step()
