@@ -8,8 +8,8 @@ which other shot counts run: `shots: 4` alone reproduces the 4-shot numbers of t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,35 +48,21 @@ class Task:
 
     def heads(self, one: slice) -> Task:
         """The draws of `one`, as a task of their own."""
-        return Task(
-            self.shots,
-            self.support[one],
-            self.support_labels,
-            self.val[one],
-            self.val_labels,
-            self.support_index[one],
-            self.val_index[one],
-            *(None if t is None else t[one] for t in (self.support_pre, self.val_pre)),
-            *(None if t is None else t[:, one] for t in (self.support_views, self.support_views_pre)),
-        )
+        return self._per_draw(lambda t, axis: t[(slice(None),) * axis + (one,)])
 
     def repeat(self, copies: int) -> Task:
         """Every draw `copies` times along the head axis (copy-major): one stacked run of several settings."""
-        heads = lambda t: None if t is None else torch.cat([t] * copies)  # noqa: E731
-        views = lambda t: None if t is None else torch.cat([t] * copies, dim=1)  # noqa: E731
-        return Task(
-            self.shots,
-            heads(self.support),
-            self.support_labels,
-            heads(self.val),
-            self.val_labels,
-            heads(self.support_index),
-            heads(self.val_index),
-            heads(self.support_pre),
-            heads(self.val_pre),
-            views(self.support_views),
-            views(self.support_views_pre),
-        )
+        return self._per_draw(lambda t, axis: torch.cat([t] * copies, dim=axis))
+
+    def _per_draw(self, change: Callable[[torch.Tensor, int], torch.Tensor]) -> Task:
+        """This task with `change(tensor, its head axis)` applied to every tensor that has one per draw."""
+        axes = {name: 0 for name in _HEADS_FIRST} | {name: 1 for name in _VIEWS}
+        tensors = {name: getattr(self, name) for name in axes}
+        return replace(self, **{n: change(t, axes[n]) for n, t in tensors.items() if t is not None})
+
+
+_HEADS_FIRST = ("support", "val", "support_index", "val_index", "support_pre", "val_pre")  # (H, ...)
+_VIEWS = ("support_views", "support_views_pre")  # (A, H, ...)
 
 
 def check_shots(shots: Sequence[int], labels: torch.Tensor, n_classes: int) -> None:
