@@ -21,6 +21,7 @@ from clipprobe.fingerprint import GOLDEN, mismatch_message
 CHECK = [sys.executable, "-m", "clipprobe.cpu"]
 HOST_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
                   "MKL_CBWR", "MKL_DYNAMIC", "OMP_NUM_THREADS", "NPY_DISABLE_CPU_FEATURES",
+                  "NPY_ENABLE_CPU_FEATURES",
                   "CLIPPROBE_NATIVE_CPU")  # fmt: skip
 x86_64_linux = pytest.mark.skipif(
     sys.platform != "linux" or os.uname().machine != "x86_64", reason="the mode pins x86-64 kernels"

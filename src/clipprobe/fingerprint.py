@@ -208,7 +208,11 @@ def mismatch_message(found: dict[str, str], golden: dict[str, str] = GOLDEN) -> 
     moved = [name for name in golden if found.get(name) != golden[name]]
     if not moved:
         return None
-    mode = "on" if clipprobe.DETERMINISTIC_CPU else f"OFF ({NATIVE}=1 or torch imported before clipprobe)"
+    mode = (
+        "on"
+        if clipprobe.DETERMINISTIC_CPU
+        else f"OFF ({NATIVE}=1, or torch or numpy imported before clipprobe)"
+    )
     first = moved[0]
     return (
         f"golden fingerprint: {', '.join(moved)} gave other bytes on {describe_cpu()} with the deterministic "

@@ -39,11 +39,11 @@ PINNED = {
     "DNNL_MAX_CPU_ISA": ISA,  # its older name
     "MKL_CBWR": "COMPATIBLE",  # MKL's BLAS and vector math: the branch that is the same on every vendor
     "MKL_DYNAMIC": "FALSE",  # MKL may not lower its thread count behind our back
-    # numpy's AVX-512 loops, by their names in numpy 2.4 (X86_V4 ...) and before it (AVX512F ...); numpy
-    # ignores the names it does not know
-    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX "
-    "AVX512_CNL AVX512_ICL AVX512_SPR",
+    # numpy's AVX-512 loops, by their names in numpy 2.4 (pyproject pins 2.4.x: other releases name and
+    # implement their loops otherwise); numpy warns about names it does not dispatch
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
+UNSET = ("NPY_ENABLE_CPU_FEATURES",)  # numpy refuses to load with both it and NPY_DISABLE_CPU_FEATURES set
 NATIVE = "CLIPPROBE_NATIVE_CPU"
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile")  # what kernel dispatch looks at
 
@@ -56,6 +56,8 @@ def pin_kernels() -> bool:
     if os.environ.get(NATIVE) == "1":
         return False
     os.environ.update(PINNED)
+    for name in UNSET:
+        os.environ.pop(name, None)
     return "torch" not in sys.modules and "numpy" not in sys.modules
 
 

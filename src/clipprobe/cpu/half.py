@@ -35,6 +35,8 @@ def to_half(x: torch.Tensor) -> torch.Tensor:
 
 def from_half(h: torch.Tensor) -> torch.Tensor:
     """A float16 tensor as float32 (exact: every float16 is a float32, its subnormals normal ones)."""
+    if h.dtype != torch.float16:
+        raise TypeError(f"from_half: needs a float16 tensor (got {h.dtype})")
     bits = h.contiguous().view(torch.int16).int() & 0xFFFF
     exponent, fraction = (bits >> 10) & 0x1F, bits & 0x3FF
     rebiased = torch.where(exponent == 0x1F, 0xFF, exponent - 15 + 127)  # infinities and NaNs stay so

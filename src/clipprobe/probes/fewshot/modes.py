@@ -129,6 +129,7 @@ def run(
     mode); plus "epochs": (E,) the evaluation points. Empty without attributes.
     """
     (train_x, train_y), (test_x, test_y) = train, test
+    train_labels, test_labels = train_y.cpu().numpy(), test_y.cpu()  # draws and masks are made on the CPU
     n_classes = len(prior.weights)
     threshold = float(np.median(np.asarray(data["train"].sizes)))
     draws = cfg.modes.draws
@@ -138,15 +139,13 @@ def run(
         for a, attribute in enumerate(cfg.modes.attributes):
             train_modes = mode_labels(data["train"], attribute, threshold)
             test_modes = torch.from_numpy(mode_labels(data["test"], attribute, threshold))
-            _check_modes(train_y.numpy(), train_modes, n_classes, k, attribute)
+            _check_modes(train_labels, train_modes, n_classes, k, attribute)
             for s, kind in enumerate(SUPPORTS):
                 rng = np.random.default_rng([seed, k, _STREAM, a, s])
-                block_rows, shown = draw_supports(
-                    train_y.numpy(), train_modes, n_classes, k, draws, kind, rng
-                )
+                block_rows, shown = draw_supports(train_labels, train_modes, n_classes, k, draws, kind, rng)
                 rows.append(block_rows)
                 # (draws, N): the test image's mode is one its class's support shows
-                in_support.append(torch.from_numpy(shown)[:, test_y, test_modes])
+                in_support.append(torch.from_numpy(shown)[:, test_labels, test_modes])
                 blocks.append(f"{attribute}.shots_{k}.{kind}")
         index = torch.from_numpy(np.concatenate(rows))  # (A * S * draws, C * k)
         task = Task(k, train_x[index], train_y[index[0]], train_x[index], train_y[index[0]], index, index)
