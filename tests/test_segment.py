@@ -348,8 +348,12 @@ def test_stage_and_report_end_to_end(tmp_path, monkeypatch, tiny, default_raw):
         assert {key.split(".")[2] for key in metrics if key.startswith(f"{name}.iou.")} <= classes
     assert metrics["majority.class_index"] == 0.0  # background covers most pixels
     curves = pd.read_csv(tmp_path / "runs/seed0/segment_curves.csv")
-    assert list(curves.columns) == ["model", "epoch", "train_loss", "val_loss", "val_miou"]
-    assert set(curves["model"]) == {"clip", "pooled", "unet11_scratch"} and set(curves["epoch"]) <= {1, 2}
+    measures = ("train_loss", "val_loss", "val_miou")  # one column per model and measure: one series each
+    assert list(curves.columns) == [
+        "epoch",
+        *(f"{m}.{x}" for m in ("clip", "pooled", "unet11_scratch") for x in measures),
+    ]
+    assert curves["epoch"].tolist() == list(range(1, len(curves) + 1)) and len(curves) <= 2
     overlays = load_arrays(tmp_path / "runs/seed0/segment_overlays", "segment")
     assert overlays["images"].shape == (3, 64, 64, 3) and overlays["pred_clip"].shape == (3, 64, 64)
     assert overlays["map_shape"].tolist() == [512, 4, 4] and overlays["class_names"][0] == "background"
@@ -396,11 +400,9 @@ def test_verdict_follows_the_claims_over_seeds(clip, pooled, majority, unet, ver
                           "rising": 0.0, "trainable_params": 1.0}
                    for name, v in scores.items()}  # fmt: skip
         write_json(tmp_path / f"runs/seed{seed}/segment.json", flatten(metrics))
-        rows = [
-            {"model": name, "epoch": 1, "train_loss": 0.5, "val_loss": 0.5, "val_miou": 0.5}
-            for name in scores
-        ]
-        write_csv(tmp_path / f"runs/seed{seed}/segment_curves.csv", rows[:-1], list(rows[0]))
+        row = {"epoch": 1} | {f"{name}.{x}": 0.5 for name in scores if name != "majority"
+                              for x in ("train_loss", "val_loss", "val_miou")}  # fmt: skip
+        write_csv(tmp_path / f"runs/seed{seed}/segment_curves.csv", [row], list(row))
     write_json(
         tmp_path / "results/summary.json", {"seeds": [0, 1, 2], "segment": summary_segment(Runs([0, 1, 2]))}
     )

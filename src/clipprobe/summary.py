@@ -287,7 +287,7 @@ def vqvae(runs: Runs) -> dict:
         },
     }
     context.update(_plateau_context(metrics, VQVAE_MODELS))
-    curves = seed_curves(runs, "vqvae_curves", ["train_recon", "val_recon"])
+    curves = seed_curves(runs, "vqvae_curves", VQVAE_MODELS, ["train_recon", "val_recon"])
     return {"figures": figures, "claims": claims, "context": context, "curves": {"runs": _columns(curves)}}
 
 
@@ -314,7 +314,7 @@ def segment(runs: Runs) -> dict:
         "trainable_params": {name: metrics[0][f"{name}.trainable_params"] for name in models},
         **_plateau_context(metrics, models),
     }
-    curves = seed_curves(runs, "segment_curves", ["train_loss", "val_loss", "val_miou"])
+    curves = seed_curves(runs, "segment_curves", models, ["train_loss", "val_loss", "val_miou"])
     return {"figures": figures, "claims": claims, "context": context, "curves": {"runs": _columns(curves)}}
 
 
@@ -326,16 +326,20 @@ def _plateau_context(metrics: Sequence[dict], models: Sequence[str]) -> dict:
     }
 
 
-def seed_curves(runs: Runs, name: str, columns: Sequence[str]) -> pd.DataFrame:
-    """Every seed's per-model curves in one long table: seed, model, epoch, `columns` (decoders stop at
-    their own plateau, so curves differ in length and are not averaged over seeds)."""
-    frames = runs.csv(name, ["model", "epoch", *columns], labels=["model"])
+def seed_curves(runs: Runs, name: str, models: Sequence[str], measures: Sequence[str]) -> pd.DataFrame:
+    """Every seed's per-model curves in one long table: seed, model, epoch, `measures` (the per-seed CSV has
+    a row per epoch and a column per model and measure, "<model>.<measure>": decoders.curves.per_epoch)."""
+    frames = runs.csv(name, ["epoch", *(f"{model}.{measure}" for model in models for measure in measures)])
     return pd.concat(
         [
-            frame[["model", "epoch", *columns]].assign(seed=seed)
+            pd.DataFrame(
+                {"seed": seed, "model": model, "epoch": frame["epoch"]}
+                | {measure: frame[f"{model}.{measure}"] for measure in measures}
+            )
             for seed, frame in zip(runs.seeds, frames, strict=True)
+            for model in models
         ]
-    )[["seed", "model", "epoch", *columns]].reset_index(drop=True)
+    ).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------- outputs

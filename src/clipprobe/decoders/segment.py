@@ -13,9 +13,10 @@ import open_clip
 import torch
 
 from clipprobe.data.store import Split
+from clipprobe.decoders.curves import per_epoch
 from clipprobe.decoders.segment_models import build_models, check_widths, model_names
-from clipprobe.decoders.segment_train import CURVE_COLUMNS, Recipe, check_masks, compare
-from clipprobe.experiment import Result, Table, flatten
+from clipprobe.decoders.segment_train import Recipe, check_masks, compare
+from clipprobe.experiment import Result, flatten
 from clipprobe.features.tower import TRAIN_BYTES_PER_PIXEL, frozen_features, training_state_bytes
 from clipprobe.params import PlateauParams, SegmentParams
 from clipprobe.runtime import fast_cuda_math
@@ -92,6 +93,6 @@ def _compare(inputs: Inputs, cfg: SegmentParams) -> Result:
         _logger.info("%s: test mIoU %.3f, pixel acc %.3f%s", name, scores["miou"], scores["pixel_acc"], took)
     return Result(
         flatten(result.metrics),
-        curves={"curves": Table(CURVE_COLUMNS, result.curves)},
+        curves={"curves": per_epoch(result.histories)},
         arrays={"overlays": result.overlays},
     )

@@ -173,12 +173,9 @@ def train(
 @dataclass
 class Comparison:
     metrics: dict  # metrics/segment.json
-    curves: list[dict]  # one row per model and epoch, columns CURVE_COLUMNS
+    histories: dict[str, list[dict]]  # per model: one row per epoch (train_loss, val_loss, val_miou)
     overlays: dict[str, np.ndarray]  # first val images, masks, `pred_<model>` predictions; feature shapes
     seconds: dict[str, float]  # wall-clock training + test time per model (printed, never written)
-
-
-CURVE_COLUMNS = ["model", "epoch", "train_loss", "val_loss", "val_miou"]  # long: each model stops on its own
 
 
 def model_inputs(
@@ -219,7 +216,7 @@ def compare(
     """
     n_classes = len(class_names)
     metrics: dict = {}
-    rows = []
+    histories = {}
     overlays = {  # numpy arrays for runtime.save_arrays
         "images": images["val"][:n_overlays].cpu().numpy(),
         "masks": masks["val"][:n_overlays].cpu().numpy(),
@@ -244,7 +241,7 @@ def compare(
             "rising": float(trained.rising),
             "trainable_params": float(trainable),
         }
-        rows += [{"model": name, **curve} for curve in trained.curves]
+        histories[name] = trained.curves
         overlays[f"pred_{name}"] = (
             predict(trained.model, feeds["val"][:n_overlays], recipe.batch_size, masks["val"].device)
             .cpu()
@@ -252,4 +249,4 @@ def compare(
         )
         seconds[name] = time.perf_counter() - start
     metrics["majority"] = majority_scores(masks["train"], masks["test"], class_names)
-    return Comparison(metrics, rows, overlays, seconds)
+    return Comparison(metrics, histories, overlays, seconds)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from clipprobe import readouts
 from clipprobe.data.store import Split
+from clipprobe.decoders.curves import per_epoch
 from clipprobe.decoders.vqvae_models import VQVAE, Decoder, EMAQuantizer, FeatureEncoder, PlainEncoder
 from clipprobe.decoders.vqvae_train import (
     FLOORS,
@@ -30,7 +31,7 @@ from clipprobe.decoders.vqvae_train import (
     reconstruct,
     train_vqvae,
 )
-from clipprobe.experiment import Result, Table, flatten
+from clipprobe.experiment import Result, flatten
 from clipprobe.features.tower import (
     TRAIN_BYTES_PER_PIXEL,
     FrozenTower,
@@ -66,9 +67,6 @@ def build(kind: str, cfg: VqvaeParams, features: dict[str, torch.Tensor], grid: 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-CURVE_COLUMNS = ["model", "epoch", *(f"{s}_{t}" for t in TERMS for s in ("train", "val"))]  # long
 
 
 @dataclass
@@ -149,7 +147,7 @@ def _compare(inputs: Inputs, cfg: VqvaeParams) -> Result:
     )
 
     metrics: dict = {"data_variance": variance, "image_size": cfg.image_size, "clip_grid": grid}
-    curves: list[dict] = []
+    histories: dict[str, list[dict]] = {}
     samples = {"ground_truth": _to_uint8(images["test"][: cfg.samples])}
     random_codes = torch.Generator().manual_seed(seed)
     for name, kind in MODELS.items():
@@ -182,7 +180,7 @@ def _compare(inputs: Inputs, cfg: VqvaeParams) -> Result:
             "rising": float(training.rising),
             "report_total_loss": sum(kept[f"train_{term}"] for term in TERMS),  # parity only, see the report
         }
-        curves += [{"model": name, **row} for row in training.history]
+        histories[name] = training.history
         samples[name] = _to_uint8(recon[: cfg.samples])
         codes = torch.randint(cfg.codebook_size, (cfg.samples, *indices.shape[1:]), generator=random_codes)
         with torch.no_grad():
@@ -200,6 +198,6 @@ def _compare(inputs: Inputs, cfg: VqvaeParams) -> Result:
         _logger.info("%s: test PSNR %.2f dB", name, metrics[name]["psnr"])
     return Result(
         flatten(metrics),
-        curves={"curves": Table(CURVE_COLUMNS, curves)},
+        curves={"curves": per_epoch(histories)},
         arrays={"samples": samples},
     )
