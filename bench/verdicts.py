@@ -5,7 +5,7 @@ paired claim of results/summary.json, its verdict here ("supported", "contradict
 and in the perturbed run, and the count of flips. Writes docs/verdicts.json, which the report reads (each
 claim is marked "stable under ..." or "fragile: <other verdict> under ..."), and the same table in
 docs/verdicts.md. Run from the repository root
-with the venv active, after `dvc repro`, on an otherwise idle machine (a whole pipeline: about 56 min on 2 cores, less with --native-cpu):
+with the venv active, after `dvc repro`, on an otherwise idle machine (a whole pipeline: about an hour on 2 cores):
 
     python bench/verdicts.py --seeds 3 4 5     # another set of training seeds (what docs/verdicts.json holds)
     python bench/verdicts.py --native-cpu      # the host's fastest kernels instead of the vendor-neutral ones
@@ -61,6 +61,12 @@ def describe(args: argparse.Namespace) -> str:
     return ", ".join(parts + (["native CPU kernels"] if args.native_cpu else []))
 
 
+def reproduce(args: argparse.Namespace) -> str:
+    """The command that reruns this perturbation from scratch (without --keep, --from, --output)."""
+    seeds = ["--seeds", *map(str, args.seeds)] if args.seeds else []
+    return " ".join(["python bench/verdicts.py", *seeds, *(["--native-cpu"] if args.native_cpu else [])])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,7 +96,7 @@ def main() -> None:
     print(f"{len(flips)} of {len(shared)} verdicts flip under {describe(args)}")
     record = {
         "perturbation": describe(args),
-        "command": "python bench/verdicts.py " + " ".join(sys.argv[1:]),
+        "command": reproduce(args),
         "flips": len(flips),
         "claims": {key: {"committed": committed[key], "perturbed": perturbed[key]} for key in shared},
     }

@@ -30,11 +30,22 @@ def test_every_headline_metric_is_in_the_table():
     assert {name for name, _ in _results_rows()} == {p.stem for p in (ROOT / "metrics").glob("*.json")}
 
 
+def _claims() -> list[str]:
+    """Every claim of the README's claims list, one per "; "-separated part of a line (not inside (...))."""
+    lines = re.findall(r"^- (.*\(\S+ ± \S+ \w+, \d of \d seeds[;)].*)$", README, flags=re.MULTILINE)
+    lines += re.findall(r"^- (.* by \S+ ± \S+ [\w ]+ \(\d of \d seeds[;)].*)$", README, flags=re.MULTILINE)
+    assert lines, "the README states no claim with its interval"
+    return [part for line in lines for part in re.split(r"; (?![^(]*\))", line.rstrip("."))]
+
+
 def test_every_readme_claim_is_a_sentence_of_the_report():
     report = (ROOT / "reports/report.md").read_text()
-    claims = re.findall(r"^- (.*\(\S+ ± \S+ \w+, \d of \d seeds[;)].*)$", README, flags=re.MULTILINE)
-    claims += re.findall(r"^- (.* by \S+ ± \S+ [\w ]+ \(\d of \d seeds[;)].*)$", README, flags=re.MULTILINE)
-    assert claims, "the README states no claim with its interval"
-    for claim in claims:
-        for part in re.split(r"; (?![^(]*\))", claim.rstrip(".")):  # "; " between claims, not inside (...)
-            assert part in report, part
+    for claim in _claims():
+        assert claim in report, claim
+
+
+def test_every_readme_claim_kept_its_verdict_under_the_perturbation():
+    """The README lists only the claims bench/verdicts.py found stable (docs/verdicts.json)."""
+    record = json.loads((ROOT / "docs/verdicts.json").read_text())
+    for claim in _claims():
+        assert f"stable under {record['perturbation']}" in claim, claim

@@ -161,7 +161,9 @@ def test_stage_scores_every_model_at_one_resolution(tmp_path, monkeypatch, tiny,
     samples = {p.stem: np.load(p) for p in (tmp_path / "runs/seed0/vqvae_samples").glob("*.npy")}
     assert {a.shape for a in samples.values()} == {(4, 32, 32, 3)}  # every row at the scoring resolution
     header = (tmp_path / "runs/seed0/vqvae_curves.csv").read_text().splitlines()[0].split(",")
-    assert header[0] == "epoch" and {"plain.train_recon", "plain.val_recon", "pooled.val_recon"} <= set(header)
+    assert header[0] == "epoch" and {"plain.train_recon", "plain.val_recon", "pooled.val_recon"} <= set(
+        header
+    )
     assert {column.split(".")[0] for column in header[1:]} == {"plain", "clip", "random_tower", "pooled"}
     assert metrics["plain.epochs"] <= 2 and 1 <= metrics["plain.best_epoch"] <= metrics["plain.epochs"]
 

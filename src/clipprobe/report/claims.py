@@ -35,6 +35,10 @@ class Claim:
             return "not distinguishable"
         return "supported" if self.delta > 0 else "contradicted"
 
+    def marked(self, label: str) -> str:
+        """`label` with the stability verdict in brackets, when there is one (a finding stated in a list)."""
+        return f"{label} ({self.stability})" if self.stability else label
+
     def words(self, a: str, b: str, unit: str = "points", scale: float = 100.0) -> str:
         """'a is ahead of b by 4.10 ± 2.00 points (3 of 3 seeds)', or 'a and b are not distinguishable
         (...)'."""

@@ -171,7 +171,7 @@ def _verdict(summary: Summary, models: list[str]) -> str:
     unets = [m for m in models if m.startswith("unet11")]
     against = [claim(m).words("the frozen-feature decoder", _label(m), unit="mIoU points") for m in unets]
     stuck = [
-        _label(m)
+        c.marked(_label(m))
         for m in models
         if not ((c := summary.claim("segment", f"{m}-majority")).distinguishable and c.delta > 0)
     ]

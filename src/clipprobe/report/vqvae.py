@@ -56,7 +56,7 @@ def _verdict(summary: Summary) -> str:
         f"Against an RGB thumbnail of the same grid: {says('clip', 'thumbnail')}.",
     ]
     below = [
-        MODELS[name]
+        c.marked(MODELS[name])
         for name in MODELS
         if not ((c := summary.claim("vqvae", f"{name}-mean_colour")).distinguishable and c.delta > 0)
     ]
