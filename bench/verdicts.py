@@ -5,7 +5,7 @@ paired claim of results/summary.json, its verdict here ("supported", "contradict
 and in the perturbed run, and the count of flips. Writes docs/verdicts.json, which the report reads (each
 claim is marked "stable under ..." or "fragile: <other verdict> under ..."), and the same table in
 docs/verdicts.md. Run from the repository root
-with the venv active, after `dvc repro`, on an otherwise idle machine (a whole pipeline: about an hour on 2 cores):
+with the venv active, after `dvc repro`, on an otherwise idle machine (a whole pipeline: about 90 minutes on 2 cores):
 
     python bench/verdicts.py --seeds 3 4 5     # another set of training seeds (what docs/verdicts.json holds)
     python bench/verdicts.py --native-cpu      # the host's fastest kernels instead of the vendor-neutral ones

@@ -41,7 +41,7 @@ def _curves_figure(summary: Summary, path: Path) -> None:
     figures.integer_epochs(ax)
     ax.set_ylabel("validation reconstruction MSE (pixels in [0, 1])")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
-    ax.set_title("VQ-VAE validation loss, every seed until it stopped", fontsize=10)
+    ax.set_title("VQ-VAE validation loss, every seed over its whole schedule", fontsize=10)
     figures.save(fig, path)
 
 
