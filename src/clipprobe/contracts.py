@@ -457,10 +457,9 @@ def load_hits(
     return hits
 
 
-def read_csv(path: str | Path, stage: str, columns: Sequence[str], labels: Sequence[str] = ()) -> Any:
-    """A per-seed CSV (pandas DataFrame) holding `columns`, every cell a finite number but in the `labels`
-    columns, which name a series (a NaN would drop a seed from a mean over seeds without a word; a word
-    would be copied into plots/)."""
+def read_csv(path: str | Path, stage: str, columns: Sequence[str]) -> Any:
+    """A per-seed CSV (pandas DataFrame) holding `columns`, every cell a finite number (a NaN would drop a
+    seed from a mean over seeds without a word; a word would be copied into plots/)."""
     import pandas as pd
 
     path = _existing(path, stage)
@@ -471,13 +470,7 @@ def read_csv(path: str | Path, stage: str, columns: Sequence[str], labels: Seque
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise problem(path, f"columns {', '.join(columns)}", f"no {', '.join(missing)}", stage)
-    for column in labels:
-        if frame[column].isna().any():
-            row = int(np.flatnonzero(frame[column].isna())[0])
-            raise problem(
-                path, f"a name in every cell of column {column}", f"an empty cell in row {row + 1}", stage
-            )
-    for column in (column for column in frame.columns if column not in labels):
+    for column in frame.columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
         if bad.any():
@@ -514,8 +507,8 @@ class Runs:
     def arrays(self, name: str) -> list[dict[str, np.ndarray]]:
         return [load_arrays(getattr(run, name), self.writer(name)) for run in self.runs]
 
-    def csv(self, name: str, columns: Sequence[str], labels: Sequence[str] = ()) -> list[Any]:
-        return [read_csv(getattr(run, name), self.writer(name), columns, labels) for run in self.runs]
+    def csv(self, name: str, columns: Sequence[str]) -> list[Any]:
+        return [read_csv(getattr(run, name), self.writer(name), columns) for run in self.runs]
 
 
 def read_stability() -> dict:

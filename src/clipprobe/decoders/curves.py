@@ -17,13 +17,8 @@ def per_epoch(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Table:
     lengths = {name: len(history) for name, history in histories.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"every model trains the same epochs, not {lengths}")
-    cells = [
-        [{f"{name}.{key}": value for key, value in row.items() if key != "epoch"} for row in history]
-        for name, history in histories.items()
-    ]
-    first = next(iter(histories.values()))
-    rows = [{"epoch": row["epoch"]} for row in first]
-    for model_cells in cells:
-        for row, values in zip(rows, model_cells, strict=True):
-            row.update(values)
+    rows = [{"epoch": row["epoch"]} for row in next(iter(histories.values()))]
+    for name, history in histories.items():
+        for row, values in zip(rows, history, strict=True):
+            row.update({f"{name}.{key}": value for key, value in values.items() if key != "epoch"})
     return Table(list(rows[0]), rows)
