@@ -7,12 +7,14 @@ as a user's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from clipprobe.profiles import compose
@@ -64,18 +66,40 @@ def nested(dotted: dict) -> dict:
     return out
 
 
-def run(*cmd: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+# No command of a test repo runs this long (the longest, a paper-preset `dvc repro`, takes about 4 min on 2
+# cores): past it, the call is stuck and the test fails instead of holding CI until its own limit.
+COMMAND_TIMEOUT_S = 1200
+
+
+def run(
+    *cmd: str, cwd: Path, check: bool = True, env: dict | None = None, log: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run `cmd` to its end, within COMMAND_TIMEOUT_S. Its output is captured, or appended to `log` when given:
+    a command that leaves a daemon behind (`dvc queue start`'s workers) must not hand it our pipes, or the
+    call would last as long as the daemon."""
     # The stages run `python`: make it this interpreter, whether or not its venv is activated.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    with open(log, "a") if log else contextlib.nullcontext() as out:
+        streams = {"stdout": out, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL} if out else {}
+        try:
+            result = subprocess.run(
+                cmd, cwd=cwd, env=env, capture_output=not out, text=True, timeout=COMMAND_TIMEOUT_S, **streams
+            )
+        except subprocess.TimeoutExpired as stuck:
+            pytest.fail(
+                f"{' '.join(cmd)} still running after {COMMAND_TIMEOUT_S} s:\n{stuck.stdout}\n{stuck.stderr}"
+            )
     if check:
-        assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+        output = log.read_text() if log else f"{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output}"
     return result
 
 
-def dvc(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check, env=env)
+def dvc(
+    *args: str, cwd: Path, check: bool = True, env: dict | None = None, log: Path | None = None
+) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check, env=env, log=log)
 
 
 def _merged(base: dict, top: dict) -> dict:

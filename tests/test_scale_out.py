@@ -22,6 +22,7 @@ PER_SEED = ("clip", "embed", "probe", "fewshot", "modes", "counting", "vqvae", "
 # DVC cannot cache them, and DVC 3.67 keeps no run-cache entry for a stage with such an output
 NOT_RUN_CACHED = ("summary", "report")
 RESULTS = ("dvc.lock", "metrics", "plots", "results", "reports")
+QUEUE_TIMEOUT_S = 900  # both TINY seeds through two workers take about 2 min on 2 cores
 
 
 def _files(root: Path, names=RESULTS) -> dict[str, bytes]:
@@ -91,11 +92,15 @@ def test_one_queued_experiment_per_seed_then_a_repro_that_trains_nothing(tiny_re
     repo = make_repo(tmp_path / "queue", TINY, repro=False)
     for seed in SEEDS:
         dvc("exp", "run", "--queue", "-S", f"seeds=[{seed}]", cwd=repo)
-    dvc("queue", "start", "-j", "2", cwd=repo)
-    deadline = time.monotonic() + 900
-    while "Queued" in (status := dvc("queue", "status", cwd=repo).stdout) or "Running" in status:
-        assert time.monotonic() < deadline, status
-        time.sleep(5)
+    workers = tmp_path / "workers.log"
+    dvc("queue", "start", "-j", "2", cwd=repo, log=workers)
+    try:
+        deadline = time.monotonic() + QUEUE_TIMEOUT_S
+        while "Queued" in (status := dvc("queue", "status", cwd=repo).stdout) or "Running" in status:
+            assert time.monotonic() < deadline, f"queue unfinished after {QUEUE_TIMEOUT_S} s:\n{status}"
+            time.sleep(5)
+    finally:  # no worker outlives the test, finished or stuck
+        dvc("queue", "stop", "--kill", cwd=repo, check=False, log=workers)
     assert status.count("Success") == len(SEEDS), status
     log = dvc("repro", cwd=repo).stdout
     assert not [line for line in log.splitlines() if line.startswith("Running stage '") and "@" in line], log
