@@ -81,11 +81,13 @@ def run(
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
     with open(log, "a") if log else contextlib.nullcontext() as out:
-        streams = {"stdout": out, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL} if out else {}
+        streams = (
+            {"stdout": out, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
+            if out
+            else {"capture_output": True}
+        )
         try:
-            result = subprocess.run(
-                cmd, cwd=cwd, env=env, capture_output=not out, text=True, timeout=COMMAND_TIMEOUT_S, **streams
-            )
+            result = subprocess.run(cmd, cwd=cwd, env=env, text=True, timeout=COMMAND_TIMEOUT_S, **streams)
         except subprocess.TimeoutExpired as stuck:
             pytest.fail(
                 f"{' '.join(cmd)} still running after {COMMAND_TIMEOUT_S} s:\n{stuck.stdout}\n{stuck.stderr}"
